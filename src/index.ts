@@ -1,0 +1,10 @@
+/** softiommu: the Linux IOMMU userspace stack as an executable model. Public library entry point. */
+export { Errno, IommuError, errnoName, type ErrnoName } from "./errno.js";
+export * from "./mm/index.js";
+export { IommufdCtx, openIommufd, type OpenOptions } from "./iommufd/context.js";
+export * from "./iommufd/types.js";
+export * from "./iommufd/test-ops.js";
+export * from "./iommufd/vfio-compat.js";
+export { fdTableOf, FdTable, type IommufdFile } from "./iommufd/files.js";
+export * from "./iommu/drivers/mock.js";
+export { Device, IommuGroup, ResvType, type ResvRegion } from "./iommu/device.js";

@@ -1,0 +1,72 @@
+/** Physical devices and IOMMU groups as the IOMMU core sees them. */
+import type { IommuDomain } from "./domain.js";
+import type { IommuDriver } from "./driver.js";
+
+export const enum ResvType {
+  DIRECT = 0,
+  DIRECT_RELAXABLE = 1,
+  RESERVED = 2,
+  MSI = 3,
+  SW_MSI = 4,
+}
+
+export interface ResvRegion {
+  start: bigint;
+  length: bigint;
+  type: ResvType;
+}
+
+let nextGroupId = 0;
+
+/** An IOMMU group: the unit of isolation. All its devices share one attachment. */
+export class IommuGroup {
+  readonly id: number;
+  readonly devices: Device[] = [];
+  /** Current translation; null = the default/blocking domain (no user attachment). */
+  domain: IommuDomain | null = null;
+  /** DMA ownership (iommu_device_claim_dma_owner): the owner token and its count. */
+  owner: unknown = null;
+  ownerCnt = 0;
+  constructor(id?: number) {
+    this.id = id ?? nextGroupId++;
+  }
+}
+
+export interface DeviceOptions {
+  name: string;
+  driver: IommuDriver;
+  group?: IommuGroup;
+  resv?: ResvRegion[];
+  /** log2 of the PASID count when PASID is enabled (0 = none). */
+  maxPasidLog2?: number;
+  isPci?: boolean;
+  /** Driver-specific flags (e.g. the mock's MOCK_FLAGS_DEVICE_*). */
+  flags?: number;
+}
+
+/** A device behind an IOMMU. */
+export class Device {
+  readonly name: string;
+  readonly driver: IommuDriver;
+  readonly group: IommuGroup;
+  readonly resv: ResvRegion[];
+  readonly maxPasidLog2: number;
+  readonly isPci: boolean;
+  readonly flags: number;
+  constructor(o: DeviceOptions) {
+    this.name = o.name;
+    this.driver = o.driver;
+    this.group = o.group ?? new IommuGroup();
+    this.group.devices.push(this);
+    this.resv = o.resv ?? [];
+    this.maxPasidLog2 = o.maxPasidLog2 ?? 0;
+    this.isPci = o.isPci ?? false;
+    this.flags = o.flags ?? 0;
+  }
+
+  /** Remove the device from its group (device_unregister). */
+  unplug(): void {
+    const i = this.group.devices.indexOf(this);
+    if (i >= 0) this.group.devices.splice(i, 1);
+  }
+}

@@ -1,0 +1,420 @@
+/**
+ * One open of /dev/iommu (struct iommufd_ctx): the ID space of its objects and one method per
+ * ioctl. Calls run on behalf of `caller`, the process issuing them (a fork child using an
+ * inherited fd is a different caller than the opener).
+ */
+import { fail, IommuError } from "../errno.js";
+import type { Device, IommuGroup } from "../iommu/device.js";
+import { AccountMode } from "../iopt/pages.js";
+import type { Host, MemFile, Process } from "../mm/index.js";
+import { accessCreate, accessDestroy, type Access, type AccessOps } from "./access.js";
+import { deviceBind, deviceUnbind, IGroup, IommufdDevice } from "./device.js";
+import { fdTableOf, type FdTable } from "./files.js";
+import { Fault, faultQueueAlloc } from "./fault.js";
+import { HwptNested, HwptPaging, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking, type Hwpt } from "./hwpt.js";
+import { Ioas, ioasAllowIovas, ioasAlloc, ioasCopy, ioasIovaRanges, ioasMap, ioasMapFile, ioasOptionHugePages, ioasUnmap } from "./ioas.js";
+import type { IommufdObject } from "./object.js";
+import { getHwInfo } from "./hw-info.js";
+import { testCmd, type IommuTestCmd } from "./test-ops.js";
+import {
+  IOMMU_OPTION_HUGE_PAGES,
+  IOMMU_OPTION_OP_GET,
+  IOMMU_OPTION_OP_SET,
+  IOMMU_OPTION_RLIMIT_MODE,
+  ObjType,
+  type IommuDestroy,
+  type IommuFaultAlloc,
+  type IommuHwInfo,
+  type IommuHwptAlloc,
+  type IommuHwptGetDirtyBitmap,
+  type IommuHwptInvalidate,
+  type IommuHwptSetDirtyTracking,
+  type IommuIoasAlloc,
+  type IommuIoasAllowIovas,
+  type IommuIoasChangeProcess,
+  type IommuIoasCopy,
+  type IommuIoasIovaRanges,
+  type IommuIoasMap,
+  type IommuIoasMapFile,
+  type IommuIoasUnmap,
+  type IommuOption,
+  type IommuVfioIoas,
+} from "./types.js";
+import {
+  vfioCheckExtension,
+  vfioIoas,
+  vfioIommuGetInfo,
+  vfioIommuMapDma,
+  vfioIommuUnmapDma,
+  vfioSetIommu,
+  VFIO_API_VERSION,
+} from "./vfio-compat.js";
+
+export interface OpenOptions {
+  /** Opened through /dev/vfio/vfio: starts in mm accounting mode. */
+  vfioContainer?: boolean;
+}
+
+/** IDs are u32 allocated from 1 up to 2^31-1 (xa_limit_31b). */
+const ID_MAX = 0x7fffffff;
+
+export class IommufdCtx {
+  readonly host: Host;
+  /** The process on whose behalf calls run. */
+  caller: Process;
+  /** id -> object; null marks an ID reserved by a call still in progress. */
+  readonly objects = new Map<number, IommufdObject>();
+  private readonly reserved = new Set<number>();
+  accountMode = AccountMode.USER;
+  compatIoas: Ioas | null = null;
+  noIommuMode = false;
+  readonly groups = new Map<IommuGroup, IGroup>();
+  /** Open file references: the /dev/iommu fd itself plus every fault/access fd. */
+  private openFiles = 1;
+  released = false;
+  /** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT (a batching knob; no observable effect here). */
+  tempMemoryLimit = 65536;
+  /** Which kernel's uAPI this context answers as. */
+  profile: { newestUapi: boolean } = { newestUapi: true };
+
+  constructor(host: Host, opener: Process, opts: OpenOptions = {}) {
+    this.host = host;
+    this.caller = opener;
+    if (opts.vfioContainer) this.accountMode = AccountMode.MM;
+  }
+
+  /** The fd table of the calling process. */
+  get fds(): FdTable {
+    return fdTableOf(this.caller);
+  }
+
+  /** Run fn with `p` as the caller (e.g. a fork child using the inherited fd). */
+  as<T>(p: Process, fn: (ctx: this) => T): T {
+    const prev = this.caller;
+    this.caller = p;
+    try {
+      return fn(this);
+    } finally {
+      this.caller = prev;
+    }
+  }
+
+  // ------------------------------------------------------------------ user memory
+
+  readUser(ptr: bigint, len: number): Uint8Array {
+    if (len === 0) return new Uint8Array(0);
+    if (ptr <= 0n || ptr + BigInt(len) > BigInt(Number.MAX_SAFE_INTEGER)) fail("EFAULT", "bad user pointer");
+    try {
+      return this.caller.read(Number(ptr), len);
+    } catch (e) {
+      if (e instanceof IommuError) fail("EFAULT", "bad user pointer");
+      throw e;
+    }
+  }
+
+  tryReadUser(ptr: bigint, len: number): Uint8Array | null {
+    try {
+      return this.readUser(ptr, len);
+    } catch (e) {
+      if (e instanceof IommuError) return null;
+      throw e;
+    }
+  }
+
+  writeUser(ptr: bigint, data: Uint8Array): void {
+    if (data.length === 0) return;
+    if (ptr <= 0n || ptr + BigInt(data.length) > BigInt(Number.MAX_SAFE_INTEGER)) fail("EFAULT", "bad user pointer");
+    try {
+      this.caller.write(Number(ptr), data);
+    } catch (e) {
+      if (e instanceof IommuError) fail("EFAULT", "bad user pointer");
+      throw e;
+    }
+  }
+
+  /** The memfd behind an fd of the caller (for IOAS_MAP_FILE). */
+  memfdResolver: ((p: Process, fd: number) => MemFile | undefined) | null = null;
+  memfdOf(fd: number): MemFile {
+    const f = this.memfdResolver?.(this.caller, fd);
+    if (!f) fail("EBADF", "not a memfd");
+    return f;
+  }
+
+  // ------------------------------------------------------------------ ID space
+
+  /** Reserve the lowest free ID (xa_alloc with XA_FLAGS_ALLOC1). */
+  reserveId(): number {
+    let id = 1;
+    while (this.objects.has(id) || this.reserved.has(id)) id++;
+    if (id > ID_MAX) fail("ENOSPC", "out of object IDs");
+    this.reserved.add(id);
+    return id;
+  }
+
+  abortId(id: number): void {
+    this.reserved.delete(id);
+  }
+
+  /** iommufd_object_finalize */
+  publish(obj: IommufdObject): void {
+    this.reserved.delete(obj.id);
+    this.objects.set(obj.id, obj);
+  }
+
+  /** Reserve + finalize in one step for objects whose creation cannot fail afterwards. */
+  addObject(obj: IommufdObject): void {
+    obj.id = this.reserveId();
+    this.publish(obj);
+  }
+
+  /** iommufd_object_abort_and_destroy for an object that was never published. */
+  abortAndDestroy(obj: IommufdObject): void {
+    obj.destroy();
+    this.reserved.delete(obj.id);
+    this.objects.delete(obj.id);
+  }
+
+  /** Remove an object whose only remaining user is the table (iommufd_object_remove). */
+  removeObject(obj: IommufdObject): void {
+    if (obj.users !== 1) fail("EBUSY", "object is in use");
+    this.objects.delete(obj.id);
+    if (this.compatIoas === obj) this.compatIoas = null;
+    obj.destroy();
+  }
+
+  /** iommufd_hw_pagetable_put: auto domains die with their last device. */
+  hwptPut(hwpt: Hwpt): void {
+    if (hwpt instanceof HwptPaging && hwpt.autoDomain) {
+      hwpt.users--;
+      if (hwpt.users === 1) this.removeObject(hwpt);
+      return;
+    }
+    hwpt.users--;
+  }
+
+  private getTyped<T extends IommufdObject>(id: number, type: ObjType): T {
+    const o = this.objects.get(id);
+    if (!o || o.type !== type) fail("ENOENT", `no ${type} with id ${id}`);
+    return o as T;
+  }
+
+  getIoas(id: number): Ioas {
+    return this.getTyped<Ioas>(id, ObjType.IOAS);
+  }
+  getDevice(id: number): IommufdDevice {
+    return this.getTyped<IommufdDevice>(id, ObjType.DEVICE);
+  }
+  getHwptPaging(id: number): HwptPaging {
+    return this.getTyped<HwptPaging>(id, ObjType.HWPT_PAGING);
+  }
+  getHwptNested(id: number): HwptNested {
+    return this.getTyped<HwptNested>(id, ObjType.HWPT_NESTED);
+  }
+  getFault(id: number): Fault {
+    return this.getTyped<Fault>(id, ObjType.FAULT);
+  }
+  getObject(id: number): IommufdObject | undefined {
+    return this.objects.get(id);
+  }
+
+  /** The device object bound for a physical device (for fault reports). */
+  deviceByKey(key: unknown): IommufdDevice | null {
+    for (const o of this.objects.values()) if (o instanceof IommufdDevice && o.dev === key) return o;
+    return null;
+  }
+
+  getGroup(g: IommuGroup): IGroup {
+    let ig = this.groups.get(g);
+    if (!ig) {
+      ig = new IGroup(g);
+      this.groups.set(g, ig);
+    }
+    ig.refs++;
+    return ig;
+  }
+
+  putGroup(ig: IGroup): void {
+    ig.refs--;
+    if (ig.refs === 0) this.groups.delete(ig.group);
+  }
+
+  // ------------------------------------------------------------------ lifetime
+
+  fileOpened(): void {
+    this.openFiles++;
+  }
+
+  fileClosed(): void {
+    this.openFiles--;
+    if (this.openFiles === 0) this.release();
+  }
+
+  /** close() of the /dev/iommu fd (the context lives on while fault/access fds are open). */
+  close(): void {
+    this.fileClosed();
+  }
+
+  /** iommufd_fops_release: destroy leaf objects (users == 1) repeatedly, in ID order. */
+  private release(): void {
+    while (this.objects.size) {
+      let destroyed = 0;
+      for (const [id, obj] of [...this.objects].sort((a, b) => a[0] - b[0])) {
+        if (obj.users !== 1) continue;
+        this.objects.delete(id);
+        obj.users = 0;
+        obj.destroy();
+        destroyed++;
+      }
+      if (!destroyed) throw new Error("softiommu bug: object graph cannot be torn down");
+    }
+    this.compatIoas = null;
+    this.released = true;
+  }
+
+  // ------------------------------------------------------------------ ioctls
+
+  destroy(cmd: IommuDestroy): void {
+    const obj = this.objects.get(cmd.id);
+    if (!obj) fail("ENOENT", `no object with id ${cmd.id}`);
+    this.removeObject(obj);
+  }
+
+  ioasAlloc(cmd: IommuIoasAlloc): IommuIoasAlloc {
+    return { ...cmd, out_ioas_id: ioasAlloc(this, cmd.flags) };
+  }
+  ioasAllowIovas(cmd: IommuIoasAllowIovas): void {
+    ioasAllowIovas(this, cmd);
+  }
+  ioasCopy(cmd: IommuIoasCopy): IommuIoasCopy {
+    return ioasCopy(this, cmd);
+  }
+  ioasIovaRanges(cmd: IommuIoasIovaRanges): IommuIoasIovaRanges {
+    return ioasIovaRanges(this, cmd);
+  }
+  ioasMap(cmd: IommuIoasMap): IommuIoasMap {
+    return ioasMap(this, cmd);
+  }
+  ioasMapFile(cmd: IommuIoasMapFile): IommuIoasMapFile {
+    return ioasMapFile(this, cmd);
+  }
+  ioasUnmap(cmd: IommuIoasUnmap): IommuIoasUnmap {
+    return ioasUnmap(this, cmd);
+  }
+
+  /**
+   * IOMMU_IOAS_CHANGE_PROCESS: move the pinned-page accounting of every map of every IOAS to
+   * the calling process. Only MAP_FILE maps can move (a VA-based map -> EINVAL, nothing changes).
+   */
+  ioasChangeProcess(cmd: IommuIoasChangeProcess): void {
+    if (cmd.__reserved) fail("EOPNOTSUPP", "__reserved must be 0");
+    const pages = new Set<import("../iopt/pages.js").IoptPages>();
+    for (const o of this.objects.values()) {
+      if (!(o instanceof Ioas)) continue;
+      for (const a of o.iopt.areas.all()) {
+        if (!a.pages) continue;
+        if (!a.pages.isFile) fail("EINVAL", "a VA-based mapping cannot change process");
+        pages.add(a.pages);
+      }
+    }
+    const to = this.caller;
+    const charged: Array<import("../iopt/pages.js").IoptPages> = [];
+    try {
+      for (const p of pages) {
+        p.chargeTo(to);
+        charged.push(p);
+      }
+    } catch (e) {
+      for (const p of charged) p.unchargeFrom(to);
+      throw e;
+    }
+    for (const p of pages) p.unchargeAndMove(to);
+  }
+
+  option(cmd: IommuOption): IommuOption {
+    if (cmd.__reserved) fail("EOPNOTSUPP", "__reserved must be 0");
+    switch (cmd.option_id) {
+      case IOMMU_OPTION_RLIMIT_MODE: {
+        if (cmd.object_id) fail("EOPNOTSUPP", "object_id must be 0");
+        if (cmd.op === IOMMU_OPTION_OP_GET) return { ...cmd, val64: this.accountMode === AccountMode.MM ? 1n : 0n };
+        if (cmd.op === IOMMU_OPTION_OP_SET) {
+          if (!this.caller.caps.sysResource) fail("EPERM", "needs CAP_SYS_RESOURCE");
+          if (this.objects.size || this.reserved.size) fail("EBUSY", "the context already has objects");
+          if (cmd.val64 === 0n) this.accountMode = AccountMode.USER;
+          else if (cmd.val64 === 1n) this.accountMode = AccountMode.MM;
+          else fail("EINVAL", "val64 must be 0 or 1");
+          return cmd;
+        }
+        fail("EOPNOTSUPP", "unknown op");
+      }
+      // falls through (unreachable)
+      case IOMMU_OPTION_HUGE_PAGES:
+        return ioasOptionHugePages(this, cmd);
+      default:
+        fail("EOPNOTSUPP", "unknown option");
+    }
+  }
+
+  vfioIoas(cmd: IommuVfioIoas): IommuVfioIoas {
+    return vfioIoas(this, cmd);
+  }
+  hwptAlloc(cmd: IommuHwptAlloc): IommuHwptAlloc {
+    return hwptAlloc(this, cmd);
+  }
+  getHwInfo(cmd: IommuHwInfo): IommuHwInfo {
+    return getHwInfo(this, cmd);
+  }
+  hwptSetDirtyTracking(cmd: IommuHwptSetDirtyTracking): void {
+    hwptSetDirtyTracking(this, cmd);
+  }
+  hwptGetDirtyBitmap(cmd: IommuHwptGetDirtyBitmap): void {
+    hwptGetDirtyBitmap(this, cmd);
+  }
+  hwptInvalidate(cmd: IommuHwptInvalidate): IommuHwptInvalidate {
+    return hwptInvalidate(this, cmd);
+  }
+  faultQueueAlloc(cmd: IommuFaultAlloc): IommuFaultAlloc {
+    return { ...cmd, ...faultQueueAlloc(this, cmd.flags) };
+  }
+  testCmd(cmd: IommuTestCmd): IommuTestCmd {
+    return testCmd(this, cmd);
+  }
+
+  // VFIO type1 container ioctls on this fd
+  vfioGetApiVersion(): number {
+    return VFIO_API_VERSION;
+  }
+  vfioCheckExtension(ext: number): number {
+    return vfioCheckExtension(this, ext);
+  }
+  vfioSetIommu(type: number): number {
+    return vfioSetIommu(this, type);
+  }
+  vfioIommuGetInfo(arg: bigint): number {
+    return vfioIommuGetInfo(this, arg);
+  }
+  vfioIommuMapDma(arg: bigint): number {
+    return vfioIommuMapDma(this, arg);
+  }
+  vfioIommuUnmapDma(arg: bigint): number {
+    return vfioIommuUnmapDma(this, arg);
+  }
+
+  // in-kernel driver API (VFIO device binding, emulated mdevs)
+  bindDevice(dev: Device): IommufdDevice {
+    return deviceBind(this, dev);
+  }
+  unbindDevice(idev: IommufdDevice): void {
+    deviceUnbind(this, idev);
+  }
+  createAccess(ops: AccessOps): Access {
+    return accessCreate(this, ops);
+  }
+  destroyAccess(a: Access): void {
+    accessDestroy(this, a);
+  }
+}
+
+/** open("/dev/iommu") (or /dev/vfio/vfio served by iommufd) by process p. */
+export function openIommufd(host: Host, p: Process, opts?: OpenOptions): IommufdCtx {
+  return new IommufdCtx(host, p, opts);
+}

@@ -1,0 +1,182 @@
+/** Fault queue objects and their fds (fault.c): I/O page faults read as records, answered by cookie. */
+import { fail } from "../errno.js";
+import type { IopfFault } from "../iommu/domain.js";
+import type { IommufdCtx } from "./context.js";
+import type { IommufdDevice } from "./device.js";
+import type { IommufdFile } from "./files.js";
+import type { Hwpt } from "./hwpt.js";
+import { IommufdObject } from "./object.js";
+import { ObjType } from "./types.js";
+
+export const IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0;
+export const IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1;
+export const IOMMUFD_PAGE_RESP_SUCCESS = 0;
+export const IOMMUFD_PAGE_RESP_INVALID = 1;
+export const PGFAULT_SIZE = 40;
+export const PAGE_RESPONSE_SIZE = 8;
+
+export interface FaultGroup {
+  hwpt: Hwpt;
+  idev: IommufdDevice | null;
+  faults: IopfFault[];
+  cookie: number;
+  /** How the group was completed (for observers and tests). */
+  response: number | null;
+}
+
+export class Fault extends IommufdObject {
+  readonly type = ObjType.FAULT;
+  readonly deliver: FaultGroup[] = [];
+  readonly response = new Map<number, FaultGroup>();
+  /** Groups completed towards the "hardware", in order (response code per group). */
+  readonly completed: FaultGroup[] = [];
+  private partial: IopfFault[] = [];
+  constructor(readonly ctx: IommufdCtx) {
+    super();
+  }
+
+  destroy(): void {
+    for (const g of [...this.deliver, ...this.response.values()]) this.complete(g, IOMMUFD_PAGE_RESP_INVALID);
+    this.deliver.length = 0;
+    this.response.clear();
+  }
+
+  private complete(g: FaultGroup, code: number): void {
+    g.response = code;
+    this.completed.push(g);
+  }
+
+  /** The domain's iopf handler: queue a page request (groups close on LAST_PAGE). */
+  deliverFault(hwpt: Hwpt, idev: IommufdDevice | null, f: IopfFault): void {
+    this.partial.push(f);
+    if (!f.lastPage) return;
+    const faults = this.partial.filter((p) => p.grpid === f.grpid);
+    this.partial = this.partial.filter((p) => p.grpid !== f.grpid);
+    this.deliver.push({ hwpt, idev, faults, cookie: 0, response: null });
+  }
+
+  /** Legacy signature used by the HWPT's handler. */
+  deliver_(hwpt: Hwpt, f: IopfFault): void {
+    const idev = this.ctx.deviceByKey(f.deviceKey);
+    this.deliverFault(hwpt, idev, f);
+  }
+
+  /** iommufd_auto_response_faults: answer INVALID to everything of this attach handle. */
+  autoRespond(hwpt: Hwpt, idev: IommufdDevice): void {
+    for (let i = this.deliver.length - 1; i >= 0; i--) {
+      const g = this.deliver[i];
+      if (g.hwpt === hwpt && g.idev === idev) {
+        this.deliver.splice(i, 1);
+        this.complete(g, IOMMUFD_PAGE_RESP_INVALID);
+      }
+    }
+    for (const [c, g] of [...this.response]) {
+      if (g.hwpt === hwpt && g.idev === idev) {
+        this.response.delete(c);
+        this.complete(g, IOMMUFD_PAGE_RESP_INVALID);
+      }
+    }
+  }
+
+  private nextCookie = 1;
+  private allocCookie(): number {
+    let c = this.nextCookie;
+    while (this.response.has(c)) c++;
+    this.nextCookie = c + 1;
+    return c;
+  }
+
+  read(count: number, pos: number): Uint8Array {
+    if (pos !== 0 || count % PGFAULT_SIZE) fail("ESPIPE", "read must be whole records at offset 0");
+    const groups: FaultGroup[] = [];
+    let done = 0;
+    while (this.deliver.length) {
+      const g = this.deliver[0];
+      if (done + g.faults.length * PGFAULT_SIZE > count) {
+        if (done === 0) fail("EINVAL", "the first fault group does not fit");
+        break;
+      }
+      this.deliver.shift();
+      g.cookie = this.allocCookie();
+      this.response.set(g.cookie, g);
+      groups.push(g);
+      done += g.faults.length * PGFAULT_SIZE;
+    }
+    const buf = new Uint8Array(done);
+    const dv = new DataView(buf.buffer);
+    let off = 0;
+    for (const g of groups) {
+      for (const f of g.faults) {
+        let flags = 0;
+        if (f.pasidValid) flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
+        if (f.lastPage) flags |= IOMMU_PGFAULT_FLAGS_LAST_PAGE;
+        dv.setUint32(off + 0, flags, true);
+        dv.setUint32(off + 4, g.idev ? g.idev.id : 0, true);
+        dv.setUint32(off + 8, f.pasid >>> 0, true);
+        dv.setUint32(off + 12, f.grpid >>> 0, true);
+        dv.setUint32(off + 16, f.perm >>> 0, true);
+        dv.setBigUint64(off + 24, f.addr, true);
+        dv.setUint32(off + 36, g.cookie, true);
+        off += PGFAULT_SIZE;
+      }
+    }
+    return buf;
+  }
+
+  write(data: Uint8Array, pos: number): number {
+    if (pos !== 0 || data.length % PAGE_RESPONSE_SIZE) fail("ESPIPE", "write must be whole responses at offset 0");
+    const dv = new DataView(data.buffer, data.byteOffset, data.length);
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const cookie = dv.getUint32(done, true);
+        const code = dv.getUint32(done + 4, true);
+        if (code !== IOMMUFD_PAGE_RESP_SUCCESS && code !== IOMMUFD_PAGE_RESP_INVALID) fail("EINVAL", "bad response code");
+        const g = this.response.get(cookie);
+        if (!g) fail("EINVAL", "unknown cookie");
+        this.response.delete(cookie);
+        this.complete(g, code);
+        done += PAGE_RESPONSE_SIZE;
+      }
+    } catch (e) {
+      if (done === 0) throw e;
+    }
+    return done;
+  }
+
+  poll(): number {
+    const POLLIN = 0x1;
+    const POLLOUT = 0x4;
+    const POLLRDNORM = 0x40;
+    return POLLOUT | (this.deliver.length ? POLLIN | POLLRDNORM : 0);
+  }
+}
+
+/** The anon-inode fd "[iommufd-pgfault]": holds the fault object and the context. */
+export class FaultFile implements IommufdFile {
+  readonly kind = "fault" as const;
+  constructor(readonly fault: Fault) {}
+  read(count: number, pos: number): Uint8Array {
+    return this.fault.read(count, pos);
+  }
+  write(data: Uint8Array, pos: number): number {
+    return this.fault.write(data, pos);
+  }
+  poll(): number {
+    return this.fault.poll();
+  }
+  release(): void {
+    this.fault.users--;
+    this.fault.ctx.fileClosed();
+  }
+}
+
+export function faultQueueAlloc(ctx: IommufdCtx, flags: number): { out_fault_id: number; out_fault_fd: number } {
+  if (flags) fail("EOPNOTSUPP", "flags must be 0");
+  const f = new Fault(ctx);
+  ctx.addObject(f);
+  f.users++;
+  ctx.fileOpened();
+  const fd = ctx.fds.install(new FaultFile(f));
+  return { out_fault_id: f.id, out_fault_fd: fd };
+}

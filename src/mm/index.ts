@@ -1,0 +1,18 @@
+/** The simulated host memory manager: processes, address spaces, page frames, pinning. */
+export { ExtentMap, pushRun, runsPages, type PfnRuns } from "./extents.js";
+export { PAGE_SHIFT, PAGE_SIZE, PhysMem } from "./phys.js";
+export { Host, User, HugePool, DEFAULT_RLIMIT_MEMLOCK, type Caps, type SpawnOptions } from "./host.js";
+export { Process } from "./process.js";
+export {
+  Mm,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  PROT_EXEC,
+  MMAP_TOP,
+  MMAP_MIN_ADDR,
+  TASK_SIZE,
+  type MmapOptions,
+  type Vma,
+} from "./mm.js";
+export { MemFile } from "./memfile.js";

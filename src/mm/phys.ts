@@ -1,0 +1,244 @@
+/**
+ * Physical memory: page frames numbered by pfn, their contents, reference and long-term pin counts.
+ *
+ * Frames are handed out by a counter (pfns are never reused). Counts are kept as extent maps so that
+ * referencing or pinning a run of a million frames is one operation. Contents are materialized
+ * only for frames that were written (a Uint8Array(4096) each); every other frame reads as zeros.
+ *
+ * Two kinds of holds keep a frame alive: references (a page-table entry mapping it, the page cache
+ * holding it) and long-term pins (FOLL_PIN). A frame is "in use" while it has either; when the last
+ * hold goes its contents are dropped. Frames of a hugetlb page (compound) are freed as a whole:
+ * only when none of the huge page's frames is held any more does the huge page go back to its pool.
+ */
+import { assert } from "../errno.js";
+import { ExtentMap, type PfnRuns } from "./extents.js";
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 4096;
+
+/** The first pfn handed out (16 MiB), so that pfn 0 never appears. */
+const FIRST_PFN = 0x1000;
+
+export class PhysMem {
+  private next = FIRST_PFN;
+  /** Non-pin references per frame (mappings, page cache). */
+  private readonly refs = new ExtentMap(false);
+  /** Long-term pins per frame. */
+  private readonly pins = new ExtentMap(false);
+  /** refs + pins per frame: present = in use. */
+  private readonly held = new ExtentMap(false);
+  /** Frames of hugetlb pages; value = frames per huge page. */
+  private readonly compound = new ExtentMap(false);
+  /** Materialized contents of written frames. */
+  private readonly data = new Map<number, Uint8Array>();
+  /** Called when a whole huge page of `frames` frames is freed (hugetlb pool bookkeeping). */
+  onHugeFree: ((frames: number) => void) | null = null;
+
+  /** Frames referenced by something (mapping, page cache, pin). */
+  get framesInUse(): number {
+    return this.held.covered;
+  }
+
+  /** Frames whose contents are materialized (for tests: checks that freed contents are dropped). */
+  get framesMaterialized(): number {
+    return this.data.size;
+  }
+
+  /** First pfn of `count` new contiguous zeroed frames, aligned to alignPages. Takes no reference. */
+  allocRun(count: number, alignPages = 1): number {
+    assert(Number.isInteger(count) && count > 0, `allocRun: bad count ${count}`);
+    assert(Number.isInteger(alignPages) && alignPages > 0, `allocRun: bad alignment ${alignPages}`);
+    const first = Math.ceil(this.next / alignPages) * alignPages;
+    this.next = first + count;
+    return first;
+  }
+
+  /** Read physical bytes [pa, pa+length); may cross frames; unwritten frames read as zeros. */
+  read(pa: number, length: number): Uint8Array {
+    checkRange(pa, length);
+    const out = new Uint8Array(length);
+    if (length === 0 || this.data.size === 0) return out;
+    const first = Math.floor(pa / PAGE_SIZE);
+    const last = Math.floor((pa + length - 1) / PAGE_SIZE);
+    const visit = (pfn: number, frame: Uint8Array): void => {
+      const fs = pfn * PAGE_SIZE;
+      const s = Math.max(fs, pa);
+      const e = Math.min(fs + PAGE_SIZE, pa + length);
+      out.set(frame.subarray(s - fs, e - fs), s - pa);
+    };
+    if (last - first + 1 <= this.data.size) {
+      for (let pfn = first; pfn <= last; pfn++) {
+        const frame = this.data.get(pfn);
+        if (frame) visit(pfn, frame);
+      }
+    } else {
+      for (const [pfn, frame] of this.data) if (pfn >= first && pfn <= last) visit(pfn, frame);
+    }
+    return out;
+  }
+
+  /** Write physical bytes at pa; materializes the touched frames. */
+  write(pa: number, data: Uint8Array): void {
+    checkRange(pa, data.length);
+    let off = 0;
+    while (off < data.length) {
+      const a = pa + off;
+      const pfn = Math.floor(a / PAGE_SIZE);
+      const inFrame = a - pfn * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - inFrame, data.length - off);
+      let frame = this.data.get(pfn);
+      if (!frame) {
+        frame = new Uint8Array(PAGE_SIZE);
+        this.data.set(pfn, frame);
+      }
+      frame.set(data.subarray(off, off + n), inFrame);
+      off += n;
+    }
+  }
+
+  /** Copy the contents of frame srcPfn into frame dstPfn. */
+  copyFrame(dstPfn: number, srcPfn: number): void {
+    this.copyRun(dstPfn, srcPfn, 1);
+  }
+
+  /** Copy the contents of count frames from srcPfn.. into dstPfn.. (ranges must not overlap). */
+  copyRun(dstPfn: number, srcPfn: number, count: number): void {
+    assert(dstPfn + count <= srcPfn || srcPfn + count <= dstPfn || dstPfn === srcPfn, "copyRun: overlap");
+    if (dstPfn === srcPfn || count <= 0) return;
+    this.dropContents(dstPfn, count);
+    const copies: [number, Uint8Array][] = [];
+    this.forMaterialized(srcPfn, count, (pfn, frame) => copies.push([dstPfn + (pfn - srcPfn), frame.slice()]));
+    for (const [pfn, frame] of copies) this.data.set(pfn, frame);
+  }
+
+  /** Long-term pin count of a frame. */
+  pinCount(pfn: number): number {
+    return this.pins.get(pfn) ?? 0;
+  }
+
+  /** Reference (mapping / page cache) count of a frame. */
+  refCount(pfn: number): number {
+    return this.refs.get(pfn) ?? 0;
+  }
+
+  /** The reference-count runs of [pfn, pfn+count): calls cb for each piece with its count (0 for none). */
+  forRefs(pfn: number, count: number, cb: (pfn: number, n: number, refs: number) => void): void {
+    this.refs.walk(pfn, count, (s, n, present, base) => cb(s, n, present ? base : 0));
+  }
+
+  /** The pin-count runs of [pfn, pfn+count): calls cb for each piece with its count (0 for none). */
+  forPins(pfn: number, count: number, cb: (pfn: number, n: number, pins: number) => void): void {
+    this.pins.walk(pfn, count, (s, n, present, base) => cb(s, n, present ? base : 0));
+  }
+
+  /** True if any frame of [pfn, pfn+count) is pinned. */
+  anyPinned(pfn: number, count: number): boolean {
+    return this.pins.anyIn(pfn, count);
+  }
+
+  /** +1 long-term pin on each of count frames starting at pfn. */
+  pin(pfn: number, count: number): void {
+    checkFrames(pfn, count);
+    this.pins.add(pfn, count, 1);
+    this.held.add(pfn, count, 1);
+  }
+
+  /** -1 long-term pin on each of count frames starting at pfn; frees frames no longer held. */
+  unpin(pfn: number, count: number): void {
+    checkFrames(pfn, count);
+    assert(this.pins.covers(pfn, count), `unpin of frames that are not pinned (pfn ${pfn} +${count})`);
+    this.pins.add(pfn, count, -1);
+    this.held.add(pfn, count, -1, undefined, (s, n) => this.release(s, n));
+  }
+
+  /** Pin every run of runs. */
+  pinRuns(runs: PfnRuns): void {
+    for (let i = 0; i < runs.length; i += 2) this.pin(runs[i], runs[i + 1]);
+  }
+
+  /** Unpin every run of runs. */
+  unpinRuns(runs: PfnRuns): void {
+    for (let i = 0; i < runs.length; i += 2) this.unpin(runs[i], runs[i + 1]);
+  }
+
+  /** +1 reference (a mapping or the page cache) on count frames. */
+  ref(pfn: number, count: number): void {
+    checkFrames(pfn, count);
+    this.refs.add(pfn, count, 1);
+    this.held.add(pfn, count, 1);
+  }
+
+  /** -1 reference on count frames; frees frames no longer held. */
+  unref(pfn: number, count: number): void {
+    checkFrames(pfn, count);
+    assert(this.refs.covers(pfn, count), `unref of unreferenced frames (pfn ${pfn} +${count})`);
+    this.refs.add(pfn, count, -1);
+    this.held.add(pfn, count, -1, undefined, (s, n) => this.release(s, n));
+  }
+
+  /** True for frames inside a hugetlb page. */
+  isCompound(pfn: number): boolean {
+    return this.compound.has(pfn);
+  }
+
+  /** Frames per page for the page holding pfn: the huge page size for compound frames, else 1. */
+  framesPerPage(pfn: number): number {
+    return this.compound.get(pfn) ?? 1;
+  }
+
+  /** Mark [pfn, pfn+count) as hugetlb pages of hugeFrames frames each (pfn aligned). */
+  markCompound(pfn: number, count: number, hugeFrames: number): void {
+    assert(pfn % hugeFrames === 0 && count % hugeFrames === 0, "markCompound: misaligned");
+    this.compound.set(pfn, count, hugeFrames);
+  }
+
+  /** Frames [s, s+n) lost their last hold: drop contents; return whole free huge pages to their pool. */
+  private release(s: number, n: number): void {
+    const pieces = this.compound.collect(s, n);
+    let cur = s;
+    for (let k = 0; k < pieces.length; k += 4) {
+      const ps = pieces[k];
+      const pn = pieces[k + 1];
+      const hp = pieces[k + 2];
+      if (ps > cur) this.dropContents(cur, ps - cur);
+      for (let head = Math.floor(ps / hp) * hp; head < ps + pn; head += hp) {
+        if (!this.compound.has(head) || this.held.anyIn(head, hp)) continue;
+        this.dropContents(head, hp);
+        this.compound.delete(head, hp);
+        this.onHugeFree?.(hp);
+      }
+      cur = ps + pn;
+    }
+    if (cur < s + n) this.dropContents(cur, s + n - cur);
+  }
+
+  private forMaterialized(pfn: number, count: number, cb: (pfn: number, frame: Uint8Array) => void): void {
+    if (this.data.size === 0) return;
+    if (count <= this.data.size) {
+      for (let p = pfn; p < pfn + count; p++) {
+        const frame = this.data.get(p);
+        if (frame) cb(p, frame);
+      }
+    } else {
+      for (const [p, frame] of this.data) if (p >= pfn && p < pfn + count) cb(p, frame);
+    }
+  }
+
+  private dropContents(pfn: number, count: number): void {
+    const gone: number[] = [];
+    this.forMaterialized(pfn, count, (p) => gone.push(p));
+    for (const p of gone) this.data.delete(p);
+  }
+}
+
+function checkRange(pa: number, length: number): void {
+  assert(Number.isSafeInteger(pa) && pa >= 0, `bad physical address ${pa}`);
+  assert(Number.isSafeInteger(length) && length >= 0, `bad length ${length}`);
+}
+
+function checkFrames(pfn: number, count: number): void {
+  assert(
+    Number.isSafeInteger(pfn) && pfn >= 0 && Number.isSafeInteger(count) && count >= 0,
+    `bad frame range pfn ${pfn} count ${count}`,
+  );
+}

@@ -1,0 +1,91 @@
+/**
+ * A process: credentials (user, capabilities, RLIMIT_MEMLOCK) and an address space.
+ */
+import { fail } from "../errno.js";
+import { MemFile } from "./memfile.js";
+import { Mm, type MmapOptions } from "./mm.js";
+import { PAGE_SIZE } from "./phys.js";
+import type { Caps, Host, User } from "./host.js";
+
+export class Process {
+  readonly mm: Mm;
+  private live = true;
+
+  /** @internal Use Host.spawn or Process.fork. */
+  constructor(
+    private readonly host: Host,
+    readonly pid: number,
+    readonly user: User,
+    public caps: Caps,
+    /** Bytes; Infinity = unlimited. */
+    public rlimitMemlock: number,
+  ) {
+    this.mm = new Mm(host);
+  }
+
+  get alive(): boolean {
+    return this.live;
+  }
+
+  private checkAlive(): void {
+    if (!this.live) fail("ESRCH", `process ${this.pid} has exited`);
+  }
+
+  /** mmap(2); returns the address. */
+  mmap(length: number, opts: MmapOptions = {}): number {
+    this.checkAlive();
+    return this.mm.map(length, opts);
+  }
+
+  /** munmap(2): may cover several mappings, or punch a hole in one. */
+  munmap(addr: number, length: number): void {
+    this.checkAlive();
+    if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) fail("EINVAL", `bad address ${addr}`);
+    if (!Number.isSafeInteger(length) || length <= 0) fail("EINVAL", `bad length ${length}`);
+    this.mm.unmap(addr / PAGE_SIZE, Math.ceil(length / PAGE_SIZE));
+  }
+
+  /** memfd_create(2) [MFD_HUGETLB]: an empty file; size it with truncate(). */
+  memfdCreate(name: string, opts: { hugetlb?: 21 | 30 } = {}): MemFile {
+    this.checkAlive();
+    const h = opts.hugetlb;
+    if (h !== undefined && h !== 21 && h !== 30) fail("EINVAL", `bad huge page shift ${String(h)}`);
+    return new MemFile(this.host, name, { hugetlbShift: h ?? 12 });
+  }
+
+  /** fork(2): same user, capabilities and limits; a copy of the address space. */
+  fork(): Process {
+    this.checkAlive();
+    const child = this.host.newProcess(this.user, { ...this.caps }, this.rlimitMemlock);
+    try {
+      this.mm.forkInto(child.mm);
+    } catch (e) {
+      child.exit();
+      throw e;
+    }
+    return child;
+  }
+
+  /** exit(2): the address space goes away (pinned frames survive until unpinned). Idempotent. */
+  exit(): void {
+    if (!this.live) return;
+    this.mm.teardown();
+    this.live = false;
+    this.host.reap(this);
+  }
+
+  /** A CPU load of [addr, addr+length): faults pages in; EFAULT if unmapped or not readable. */
+  read(addr: number, length: number): Uint8Array {
+    this.checkAlive();
+    if (!Number.isSafeInteger(addr) || addr < 0) fail("EFAULT", `bad address ${addr}`);
+    if (!Number.isSafeInteger(length) || length < 0) fail("EINVAL", `bad length ${length}`);
+    return this.mm.readVirt(addr, length);
+  }
+
+  /** A CPU store: write fault (COW break); EFAULT if unmapped or not writable. */
+  write(addr: number, data: Uint8Array): void {
+    this.checkAlive();
+    if (!Number.isSafeInteger(addr) || addr < 0) fail("EFAULT", `bad address ${addr}`);
+    this.mm.writeVirt(addr, data);
+  }
+}
