@@ -98,7 +98,7 @@ export class IoPagetable {
     if (align < this.iovaAlignment) fail("EINVAL", "user VA alignment below the IOAS alignment");
 
     const check = (start: bigint, last: bigint): bigint | null => {
-      let aligned = ((start + align - 1n) & ~(align - 1n)) | pageOffset;
+      const aligned = ((start + align - 1n) & ~(align - 1n)) | pageOffset;
       if (start + align - 1n > ULONG_MAX) return null;
       if (aligned >= last || last - aligned < length - 1n) return null;
       return aligned;

@@ -214,12 +214,12 @@ export class Mm {
     const vma: Vma = { mm: this, start: vpn, end: vpn + npages, prot, shared, file: f, pgoff, shift };
     this.insertVma(vma);
 
-    if (opts.populate && prot & PROT_READ) {
+    if (opts.populate && prot !== PROT_NONE) {
       let n = npages;
       if (f) n = Math.max(0, Math.min(n, f.pages - pgoff));
       const write = (prot & PROT_WRITE) !== 0 && !shared;
       try {
-        this.faultIn(vpn, n, write, write);
+        this.faultIn(vpn, n, write, write, true);
       } catch (e) {
         if (!(e instanceof IommuError)) throw e;
       }
@@ -311,10 +311,11 @@ export class Mm {
   /**
    * @internal Fault in pages [vpn, vpn+n): every page becomes present; with `exclusive`, every page
    * of a private mapping becomes an anonymous page exclusive to this mm (COW broken, file pages
-   * copied). `write` requires PROT_WRITE, otherwise PROT_READ is required. All checks happen before
+   * copied). `write` requires PROT_WRITE, otherwise PROT_READ is required (a CPU load, `cpu`, only
+   * needs some access: on x86 PROT_WRITE and PROT_EXEC imply readable). All checks happen before
    * anything changes: a failing fault changes nothing.
    */
-  faultIn(vpn: number, n: number, write: boolean, exclusive: boolean): void {
+  faultIn(vpn: number, n: number, write: boolean, exclusive: boolean, cpu = false): void {
     if (!this.live) fail("EFAULT", "address space is gone");
     if (n <= 0) return;
     const end = vpn + n;
@@ -326,7 +327,7 @@ export class Mm {
     while (cur < end) {
       const v = this.vmas[i];
       if (!v || v.start > cur) fail("EFAULT", `address ${hex(cur)} is not mapped`);
-      if (!(v.prot & (write ? PROT_WRITE : PROT_READ)))
+      if (!(v.prot & (write ? PROT_WRITE : cpu ? PROT_READ | PROT_WRITE | PROT_EXEC : PROT_READ)))
         fail("EFAULT", `address ${hex(cur)} is not ${write ? "writable" : "readable"}`);
       const e = Math.min(end, v.end);
       if (v.file && v.pgoff + (e - v.start) > v.file.pages)
@@ -477,7 +478,7 @@ export class Mm {
     if (length === 0) return out;
     const first = Math.floor(addr / PAGE_SIZE);
     const last = Math.ceil((addr + length) / PAGE_SIZE);
-    this.faultIn(first, last - first, false, false);
+    this.faultIn(first, last - first, false, false, true);
     const phys = this.host.phys;
     this.ptes.forEach(first, last - first, (s, n, pfn) => {
       const a = Math.max(s * PAGE_SIZE, addr);

@@ -47,25 +47,24 @@ export class RunMap {
     return this.tags[i];
   }
 
-  /** Remove [start, start+n). */
+  /** Remove [start, start+n). Whole runs inside the range are spliced out in one step. */
   remove(start: number, n: number): void {
     if (n <= 0) return;
     const end = start + n;
-    let i = this.find(start);
-    if (i < 0) i = 0;
     const s = this.starts;
     const l = this.lens;
     const b = this.bases;
     const t = this.tags;
-    while (i < s.length && s[i] < end) {
+    let i = this.find(start);
+    if (i < 0) i = 0;
+    if (i < s.length && s[i] + l[i] <= start) i++;
+    if (i >= s.length || s[i] >= end) return;
+    // first run may start before `start`
+    if (s[i] < start) {
       const rs = s[i];
       const re = rs + l[i];
-      if (re <= start) {
-        i++;
-        continue;
-      }
-      if (rs < start && re > end) {
-        // split into two
+      if (re > end) {
+        // the range is strictly inside one run: split it
         s.splice(i + 1, 0, end);
         l.splice(i + 1, 0, re - end);
         b.splice(i + 1, 0, b[i] + (end - rs) * this.step);
@@ -73,21 +72,24 @@ export class RunMap {
         l[i] = start - rs;
         return;
       }
-      if (rs < start) {
-        l[i] = start - rs;
-        i++;
-        continue;
-      }
-      if (re > end) {
-        b[i] += (end - rs) * this.step;
-        l[i] = re - end;
-        s[i] = end;
-        return;
-      }
-      s.splice(i, 1);
-      l.splice(i, 1);
-      b.splice(i, 1);
-      t.splice(i, 1);
+      l[i] = start - rs;
+      i++;
+    }
+    // runs fully inside [start, end)
+    let j = i;
+    while (j < s.length && s[j] + l[j] <= end) j++;
+    if (j > i) {
+      s.splice(i, j - i);
+      l.splice(i, j - i);
+      b.splice(i, j - i);
+      t.splice(i, j - i);
+    }
+    // last run may extend past `end`
+    if (i < s.length && s[i] < end) {
+      const rs = s[i];
+      b[i] += (end - rs) * this.step;
+      l[i] -= end - rs;
+      s[i] = end;
     }
   }
 

@@ -396,3 +396,97 @@ test("a write into a read-only mapping or into nothing is EFAULT", () => {
   const f = h.createFile("ro", new Uint8Array(10), { readonly: true });
   assert.throws(() => p.mmap(PAGE_SIZE, { file: f, shared: true }), IommuErrorCode("EACCES"));
 });
+
+test("MAP_SHARED|MAP_HUGETLB anonymous memory reserves at mmap and is shared with children", () => {
+  const h = new Host({ hugepages2M: 3 });
+  const p = h.spawn();
+  const a = p.mmap(4 * MiB, { shared: true, hugetlb: 21 });
+  assert.equal(h.hugePool(21).free, 1);
+  p.write(a + 2 * MiB, bytes(1));
+  const c = p.fork();
+  assert.deepEqual(c.read(a + 2 * MiB, 1), bytes(1));
+  c.write(a, bytes(2));
+  assert.deepEqual(p.read(a, 1), bytes(2));
+  assert.equal(h.hugePool(21).free, 1);
+  p.exit();
+  c.exit();
+  assert.equal(h.hugePool(21).free, 3);
+  assert.equal(h.phys.framesInUse, 0);
+});
+
+test("a fork child has no hugetlb reservation: its faults fail with EFAULT (SIGBUS) once the pool is empty", () => {
+  const h = new Host({ hugepages2M: 2 });
+  const p = h.spawn();
+  const a = p.mmap(4 * MiB, { hugetlb: 21 });
+  p.write(a, bytes(1));
+  const c = p.fork();
+  assert.throws(() => c.write(a + 2 * MiB, bytes(1)), IommuErrorCode("EFAULT"));
+  assert.throws(() => c.write(a, bytes(1)), IommuErrorCode("EFAULT"), "no page to break COW into");
+  p.write(a + 2 * MiB, bytes(1)); // the parent still owns its reservation
+  c.exit();
+  p.write(a, bytes(3));
+  assert.deepEqual(p.read(a, 1), bytes(3));
+});
+
+test("fork fails with ENOMEM when pinned hugetlb pages cannot be copied", () => {
+  const h = new Host({ hugepages2M: 1 });
+  const p = h.spawn();
+  const a = p.mmap(2 * MiB, { hugetlb: 21 });
+  const runs = p.mm.pinPages(a, 1, true);
+  const before = h.processes.size;
+  assert.throws(() => p.fork(), IommuErrorCode("ENOMEM"));
+  assert.equal(h.processes.size, before);
+  h.phys.unpinRuns(runs);
+});
+
+test("a CPU may read a write-only mapping, but a read pin needs PROT_READ", () => {
+  const p = new Host().spawn();
+  const a = p.mmap(PAGE_SIZE, { prot: 2 });
+  p.write(a, bytes(4));
+  assert.deepEqual(p.read(a, 1), bytes(4));
+  assert.throws(() => p.mm.pinPages(a, 1, false), IommuErrorCode("EFAULT"));
+  assert.equal(p.mm.pinPages(a, 1, true).length, 2);
+});
+
+test("a non-fixed address is a hint: used when free and aligned, otherwise ignored", () => {
+  const p = new Host().spawn();
+  const hint = 0x200000000;
+  assert.equal(p.mmap(PAGE_SIZE, { addr: hint }), hint);
+  assert.notEqual(p.mmap(PAGE_SIZE, { addr: hint }), hint);
+  assert.equal(p.mmap(PAGE_SIZE, { addr: hint + 2 * PAGE_SIZE }), hint + 2 * PAGE_SIZE);
+});
+
+test("truncating a mapped file zaps shared and private-COW pages beyond the new end", () => {
+  const h = new Host();
+  const p = h.spawn();
+  const f = p.memfdCreate("m");
+  f.truncate(2 * PAGE_SIZE);
+  const s = p.mmap(2 * PAGE_SIZE, { shared: true, file: f });
+  const q = p.mmap(2 * PAGE_SIZE, { file: f });
+  p.write(s, bytes(5));
+  p.write(s + PAGE_SIZE, bytes(1));
+  p.write(q + PAGE_SIZE, bytes(2));
+  const pinned = p.mm.pinPages(q + PAGE_SIZE, 1, true);
+  f.truncate(PAGE_SIZE);
+  assert.throws(() => p.read(s + PAGE_SIZE, 1), IommuErrorCode("EFAULT"));
+  assert.throws(() => p.read(q + PAGE_SIZE, 1), IommuErrorCode("EFAULT"));
+  assert.deepEqual(h.phys.read(pinned[0] * PAGE_SIZE, 1), bytes(2));
+  h.phys.unpinRuns(pinned);
+  p.exit();
+  assert.equal(h.phys.framesInUse, 1, "the one remaining page of the memfd's cache");
+  assert.deepEqual(f.read(0, 1), bytes(5));
+});
+
+test("a private file mapping sees file updates until the page is copied", () => {
+  const h = new Host();
+  const f = h.createFile("data", new Uint8Array(PAGE_SIZE).fill(1));
+  const p = h.spawn();
+  const a = p.mmap(PAGE_SIZE, { file: f });
+  assert.deepEqual(p.read(a, 1), bytes(1));
+  f.write(0, bytes(2));
+  assert.deepEqual(p.read(a, 1), bytes(2));
+  p.write(a + 1, bytes(9));
+  f.write(0, bytes(3));
+  assert.deepEqual(p.read(a, 2), bytes(2, 9));
+  assert.deepEqual(f.read(0, 2), bytes(3, 1));
+});

@@ -1,0 +1,140 @@
+/**
+ * softiommu benchmarks. `npm run bench` prints a table; `npm run bench -- --json` prints one JSON
+ * object (the figures ../shared/tools/check-goals.mjs compares with the issues' goals).
+ * Timing lives here only: the model itself never reads a clock.
+ */
+import { performance } from "node:perf_hooks";
+import * as S from "../src/index.js";
+
+const GiB = 1024 * 1024 * 1024;
+const RW = S.IOMMU_IOAS_MAP_READABLE | S.IOMMU_IOAS_MAP_WRITEABLE | S.IOMMU_IOAS_MAP_FIXED_IOVA;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) {
+    g();
+    g();
+  }
+}
+
+function setup(withDomain: boolean, len: number) {
+  const host = new S.Host();
+  const p = host.spawn({ uid: 1000, rlimitMemlock: Infinity });
+  const buf = p.mmap(len, { shared: true });
+  const ctx = S.openIommufd(host, p);
+  const ioas = ctx.ioasAlloc({ flags: 0 }).out_ioas_id as number;
+  if (withDomain) ctx.testCmd({ op: S.IOMMU_TEST_OP_MOCK_DOMAIN, id: ioas });
+  return { host, p, buf, ctx, ioas };
+}
+
+/** IOAS_MAP then IOAS_UNMAP of 1 GiB of 4 KiB pages with one mock domain attached (ns per page). */
+function mapUnmap4k(): number {
+  const { buf, ctx, ioas } = setup(true, GiB);
+  const pages = GiB / 4096;
+  const iova = 1n << 24n;
+  const once = (): number => {
+    const t0 = performance.now();
+    ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova });
+    ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(GiB) });
+    return ((performance.now() - t0) * 1e6) / pages;
+  };
+  const first = once(); // includes faulting the memory in
+  const xs: number[] = [];
+  for (let i = 0; i < 15; i++) xs.push(once());
+  void first;
+  return median(xs);
+}
+
+/**
+ * Worst case for the extent representation: the buffer was faulted in one page at a time in a
+ * shuffled order, so every page is its own physical run (no two neighbours contiguous).
+ */
+function fragmentedSetup(len: number) {
+  const env = setup(true, len);
+  const pages = len / 4096;
+  const order = Array.from({ length: pages }, (_, i) => i);
+  let seed = 12345;
+  for (let i = pages - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const one = new Uint8Array([1]);
+  for (const i of order) env.p.write(env.buf + i * 4096, one);
+  return env;
+}
+
+function mapUnmapFragmented(len: number): { nsPerPage: number; bytesPerPage: number } {
+  const { buf, ctx, ioas } = fragmentedSetup(len);
+  const pages = len / 4096;
+  const iova = 1n << 24n;
+  const xs: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(len), iova });
+    ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(len) });
+    xs.push(((performance.now() - t0) * 1e6) / pages);
+  }
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(len), iova });
+  gc();
+  const after = process.memoryUsage().heapUsed;
+  ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(len) });
+  return { nsPerPage: median(xs), bytesPerPage: Math.max(0, after - before) / pages };
+}
+
+/** Retained heap per mapped 4 KiB page while 1 GiB is mapped into a mock domain (bytes). */
+function mapBytesPerPage(): number {
+  const { buf, ctx, ioas } = setup(true, GiB);
+  const iova = 1n << 24n;
+  // warm once so lazily created structures of the host exist before measuring
+  ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova });
+  ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(GiB) });
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova });
+  gc();
+  const after = process.memoryUsage().heapUsed;
+  ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(GiB) });
+  return Math.max(0, after - before) / (GiB / 4096);
+}
+
+/** IOAS_MAP of 64 GiB with no domain and no access: nothing may be pinned or touched (µs). */
+function mapLazy64g(): { us: number; pinned: number } {
+  const len = 64 * GiB;
+  const { host, p, buf, ctx, ioas } = setup(false, len);
+  const xs: number[] = [];
+  const framesBefore = host.phys.framesInUse;
+  for (let i = 0; i < 200; i++) {
+    const t0 = performance.now();
+    const m = ctx.ioasMap({ flags: RW & ~S.IOMMU_IOAS_MAP_FIXED_IOVA, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(len), iova: 0n });
+    xs.push((performance.now() - t0) * 1000);
+    ctx.ioasUnmap({ ioas_id: ioas, iova: m.iova, length: BigInt(len) });
+  }
+  return { us: median(xs), pinned: p.mm.pinnedVm + (host.phys.framesInUse - framesBefore) };
+}
+
+function main(): void {
+  const json = process.argv.includes("--json");
+  const lazy = mapLazy64g();
+  const frag = mapUnmapFragmented(GiB / 4);
+  const out = {
+    map_unmap_4k_ns_per_page: +mapUnmap4k().toFixed(3),
+    map_bytes_per_page_4k: +mapBytesPerPage().toFixed(3),
+    map_lazy_64g_us: +lazy.us.toFixed(3),
+    map_lazy_64g_pages_touched: lazy.pinned,
+    map_unmap_4k_fragmented_ns_per_page: +frag.nsPerPage.toFixed(3),
+    map_bytes_per_page_4k_fragmented: +frag.bytesPerPage.toFixed(3),
+    gc_exposed: typeof (globalThis as { gc?: unknown }).gc === "function",
+  };
+  if (json) console.log(JSON.stringify(out));
+  else for (const [k, v] of Object.entries(out)) console.log(`${k.padEnd(32)} ${v}`);
+}
+
+main();
