@@ -21,12 +21,14 @@ const FIRST_PFN = 0x1000;
 
 export class PhysMem {
   private next = FIRST_PFN;
-  /** Non-pin references per frame (mappings, page cache). */
-  private readonly refs = new ExtentMap(false);
-  /** Long-term pins per frame. */
-  private readonly pins = new ExtentMap(false);
-  /** refs + pins per frame: present = in use. */
-  private readonly held = new ExtentMap(false);
+  /**
+   * Per-frame reference and pin counts, indexed by pfn - FIRST_PFN. pfns come from a counter, so
+   * the index space is dense: a typed array costs 8 bytes per frame ever allocated and makes
+   * counting scattered frames (memory faulted in page by page) linear instead of a run-splice each.
+   */
+  private refCnt = new Int32Array(1024);
+  private pinCnt = new Int32Array(1024);
+  private inUse = 0;
   /** Frames of hugetlb pages; value = frames per huge page. */
   private readonly compound = new ExtentMap(false);
   /** Materialized contents of written frames. */
@@ -36,7 +38,7 @@ export class PhysMem {
 
   /** Frames referenced by something (mapping, page cache, pin). */
   get framesInUse(): number {
-    return this.held.covered;
+    return this.inUse;
   }
 
   /** Frames whose contents are materialized (for tests: checks that freed contents are dropped). */
@@ -50,7 +52,25 @@ export class PhysMem {
     assert(Number.isInteger(alignPages) && alignPages > 0, `allocRun: bad alignment ${alignPages}`);
     const first = Math.ceil(this.next / alignPages) * alignPages;
     this.next = first + count;
+    const need = this.next - FIRST_PFN;
+    if (need > this.refCnt.length) {
+      let n = this.refCnt.length;
+      while (n < need) n *= 2;
+      const r = new Int32Array(n);
+      r.set(this.refCnt);
+      const q = new Int32Array(n);
+      q.set(this.pinCnt);
+      this.refCnt = r;
+      this.pinCnt = q;
+    }
     return first;
+  }
+
+  private idx(pfn: number, count: number): number {
+    checkFrames(pfn, count);
+    const i = pfn - FIRST_PFN;
+    assert(i >= 0 && pfn + count <= this.next, `frames never allocated (pfn ${pfn} +${count})`);
+    return i;
   }
 
   /** Read physical bytes [pa, pa+length); may cross frames; unwritten frames read as zeros. */
@@ -113,42 +133,87 @@ export class PhysMem {
 
   /** Long-term pin count of a frame. */
   pinCount(pfn: number): number {
-    return this.pins.get(pfn) ?? 0;
+    const i = pfn - FIRST_PFN;
+    return i >= 0 && i < this.pinCnt.length ? this.pinCnt[i] : 0;
   }
 
   /** Reference (mapping / page cache) count of a frame. */
   refCount(pfn: number): number {
-    return this.refs.get(pfn) ?? 0;
+    const i = pfn - FIRST_PFN;
+    return i >= 0 && i < this.refCnt.length ? this.refCnt[i] : 0;
+  }
+
+  private walk(arr: Int32Array, pfn: number, count: number, cb: (pfn: number, n: number, c: number) => void): void {
+    let runStart = pfn;
+    let runVal = -1;
+    for (let p = pfn; p < pfn + count; p++) {
+      const i = p - FIRST_PFN;
+      const v = i >= 0 && i < arr.length ? arr[i] : 0;
+      if (v !== runVal) {
+        if (runVal >= 0) cb(runStart, p - runStart, runVal);
+        runStart = p;
+        runVal = v;
+      }
+    }
+    if (count > 0) cb(runStart, pfn + count - runStart, runVal);
   }
 
   /** The reference-count runs of [pfn, pfn+count): calls cb for each piece with its count (0 for none). */
   forRefs(pfn: number, count: number, cb: (pfn: number, n: number, refs: number) => void): void {
-    this.refs.walk(pfn, count, (s, n, present, base) => cb(s, n, present ? base : 0));
+    this.walk(this.refCnt, pfn, count, cb);
   }
 
   /** The pin-count runs of [pfn, pfn+count): calls cb for each piece with its count (0 for none). */
   forPins(pfn: number, count: number, cb: (pfn: number, n: number, pins: number) => void): void {
-    this.pins.walk(pfn, count, (s, n, present, base) => cb(s, n, present ? base : 0));
+    this.walk(this.pinCnt, pfn, count, cb);
   }
 
   /** True if any frame of [pfn, pfn+count) is pinned. */
   anyPinned(pfn: number, count: number): boolean {
-    return this.pins.anyIn(pfn, count);
+    for (let p = pfn; p < pfn + count; p++) if (this.pinCount(p) > 0) return true;
+    return false;
+  }
+
+  private isHeld(pfn: number): boolean {
+    return this.refCount(pfn) + this.pinCount(pfn) > 0;
+  }
+
+  private inc(arr: Int32Array, pfn: number, count: number): void {
+    const i0 = this.idx(pfn, count);
+    const other = arr === this.pinCnt ? this.refCnt : this.pinCnt;
+    for (let i = i0; i < i0 + count; i++) {
+      if (arr[i] === 0 && other[i] === 0) this.inUse++;
+      arr[i]++;
+    }
+  }
+
+  private dec(arr: Int32Array, pfn: number, count: number, what: string): void {
+    const i0 = this.idx(pfn, count);
+    const other = arr === this.pinCnt ? this.refCnt : this.pinCnt;
+    let runStart = -1;
+    for (let i = i0; i < i0 + count; i++) {
+      if (arr[i] <= 0) assert(false, `${what} of frames that are not held (pfn ${pfn} +${count})`);
+      arr[i]--;
+      const freed = arr[i] === 0 && other[i] === 0;
+      if (freed) {
+        this.inUse--;
+        if (runStart < 0) runStart = i;
+      } else if (runStart >= 0) {
+        this.release(runStart + FIRST_PFN, i - runStart);
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) this.release(runStart + FIRST_PFN, i0 + count - runStart);
   }
 
   /** +1 long-term pin on each of count frames starting at pfn. */
   pin(pfn: number, count: number): void {
-    checkFrames(pfn, count);
-    this.pins.add(pfn, count, 1);
-    this.held.add(pfn, count, 1);
+    this.inc(this.pinCnt, pfn, count);
   }
 
   /** -1 long-term pin on each of count frames starting at pfn; frees frames no longer held. */
   unpin(pfn: number, count: number): void {
-    checkFrames(pfn, count);
-    assert(this.pins.covers(pfn, count), `unpin of frames that are not pinned (pfn ${pfn} +${count})`);
-    this.pins.add(pfn, count, -1);
-    this.held.add(pfn, count, -1, undefined, (s, n) => this.release(s, n));
+    this.dec(this.pinCnt, pfn, count, "unpin");
   }
 
   /** Pin every run of runs. */
@@ -163,17 +228,12 @@ export class PhysMem {
 
   /** +1 reference (a mapping or the page cache) on count frames. */
   ref(pfn: number, count: number): void {
-    checkFrames(pfn, count);
-    this.refs.add(pfn, count, 1);
-    this.held.add(pfn, count, 1);
+    this.inc(this.refCnt, pfn, count);
   }
 
   /** -1 reference on count frames; frees frames no longer held. */
   unref(pfn: number, count: number): void {
-    checkFrames(pfn, count);
-    assert(this.refs.covers(pfn, count), `unref of unreferenced frames (pfn ${pfn} +${count})`);
-    this.refs.add(pfn, count, -1);
-    this.held.add(pfn, count, -1, undefined, (s, n) => this.release(s, n));
+    this.dec(this.refCnt, pfn, count, "unref");
   }
 
   /** True for frames inside a hugetlb page. */
@@ -202,7 +262,7 @@ export class PhysMem {
       const hp = pieces[k + 2];
       if (ps > cur) this.dropContents(cur, ps - cur);
       for (let head = Math.floor(ps / hp) * hp; head < ps + pn; head += hp) {
-        if (!this.compound.has(head) || this.held.anyIn(head, hp)) continue;
+        if (!this.compound.has(head) || this.anyHeld(head, hp)) continue;
         this.dropContents(head, hp);
         this.compound.delete(head, hp);
         this.onHugeFree?.(hp);
@@ -210,6 +270,11 @@ export class PhysMem {
       cur = ps + pn;
     }
     if (cur < s + n) this.dropContents(cur, s + n - cur);
+  }
+
+  private anyHeld(pfn: number, count: number): boolean {
+    for (let p = pfn; p < pfn + count; p++) if (this.isHeld(p)) return true;
+    return false;
   }
 
   private forMaterialized(pfn: number, count: number, cb: (pfn: number, frame: Uint8Array) => void): void {
