@@ -259,7 +259,8 @@ export class IommufdCtx {
     while (this.objects.size) {
       let destroyed = 0;
       for (const [id, obj] of [...this.objects].sort((a, b) => a[0] - b[0])) {
-        if (obj.users !== 1) continue;
+        // destroying one object can take others with it (a selftest device takes its idev and auto HWPT)
+        if (this.objects.get(id) !== obj || obj.users !== 1) continue;
         this.objects.delete(id);
         obj.users = 0;
         obj.destroy();

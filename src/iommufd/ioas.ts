@@ -117,8 +117,12 @@ export function ioasMapFile(ctx: IommufdCtx, cmd: IommuIoasMapFile): IommuIoasMa
   if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) fail("EOVERFLOW", "iova or length too large");
   if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) fail("EINVAL", "neither READABLE nor WRITEABLE");
   const ioas = ctx.getIoas(cmd.ioas_id);
+  // iopt_map_file_pages: length and overflow are checked before the fd is looked up. There is no
+  // size check here: like user memory, file pages are pinned lazily, and pinning pages beyond
+  // the end of the file (memfd_pin_folios) is what fails with EINVAL.
+  if (cmd.length === 0n) fail("EINVAL", "length 0");
+  if (cmd.start + cmd.length - 1n > U64_MAX) fail("EOVERFLOW", "start + length overflows");
   const file = ctx.memfdOf(cmd.fd);
-  if (cmd.start + cmd.length > BigInt(file.size) || cmd.length === 0n) fail("EINVAL", "range beyond the end of the file");
   const pages = IoptPages.forFile(ctx.host.phys, ctx.caller, file, cmd.start, cmd.length, (cmd.flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0);
   if (ctx.accountMode === AccountMode.MM && pages.accountMode === AccountMode.USER) pages.accountMode = AccountMode.MM;
   const slice: PagesSlice = { pages, startByte: cmd.start - pages.uptr, length: cmd.length };

@@ -108,8 +108,11 @@ export class IoPagetable {
     const allowedSpans = this.allowed.size === 0 ? [{ start: lo, last: hi, used: true }] : spans([this.allowed.all()], lo, hi);
     for (const as of allowedSpans) {
       if (!as.used) continue;
-      if (check(as.start, as.last) === null) continue;
-      for (const hole of spans([this.reserved.coverage(), this.areas.all()], as.start, as.last)) {
+      // The kernel moves the allowed span's start to its aligned value (with the VA's page offset
+      // OR'ed in) and searches for holes only from there on.
+      const from = check(as.start, as.last);
+      if (from === null) continue;
+      for (const hole of spans([this.reserved.coverage(), this.areas.all()], from, as.last)) {
         if (hole.used) continue;
         const got = check(hole.start, hole.last);
         if (got !== null) return got;

@@ -65,7 +65,8 @@ export class IoptPages {
   static forFile(phys: PhysMem, source: Process, file: MemFile, start: bigint, length: bigint, writable: boolean): IoptPages {
     const SIZE_MAX = (1n << 64n) - 1n;
     if (length > SIZE_MAX - 4096n || length === 0n) fail("EINVAL", "bad length");
-    if (start + length > SIZE_MAX) fail("EOVERFLOW", "start + length overflows");
+    if (start + length - 1n > SIZE_MAX) fail("EOVERFLOW", "start + length - 1 overflows");
+    if (writable && file.readonly) fail("EPERM", "writable mapping of a file not open for writing");
     const base = start & ~4095n;
     const npages = Number((length + (start - base) + 4095n) / 4096n);
     // file pages are addressed by page offset; uptr holds the byte offset of the first page
@@ -78,7 +79,12 @@ export class IoptPages {
 
   /** Pin frames for [start, start+n) page indices from the source; all-or-nothing. */
   private pinFromSource(start: number, n: number): number[] {
-    if (this.file) return this.file.pinPages(this.filePgoff + start, n, this.writable);
+    if (this.file) {
+      // pin_memfd_pages asks memfd_pin_folios for whole pages, which refuses any range whose last
+      // byte is at or past i_size: a partial last page of the file cannot be pinned either.
+      if ((this.filePgoff + start + n) * PAGE_SIZE > this.file.size) fail("EINVAL", "file pages beyond the end of the file");
+      return this.file.pinPages(this.filePgoff + start, n, this.writable);
+    }
     const addr = this.uptr + BigInt(start) * 4096n;
     if (addr + BigInt(n) * 4096n > BigInt(TASK_SIZE)) fail("EFAULT", "address outside user space");
     if (!this.source.mm.alive) fail("EFAULT", "the mapping process has exited");
