@@ -8,12 +8,15 @@ export const enum IommuCap {
   ENFORCE_CACHE_COHERENCY = 3,
 }
 
-/** Driver data from user space for a HWPT allocation or an invalidation (already read from user memory). */
+/**
+ * Driver data from user space for a HWPT allocation (struct iommu_user_data). Nothing is read
+ * until the driver copies it, after its own type and length checks, as the kernel does.
+ */
 export interface UserData {
   type: number;
-  /** The bytes the user gave (length = data_len); null when the pointer could not be read. */
-  bytes: Uint8Array | null;
   len: number;
+  /** Copy the first n bytes (n <= len) from user memory; throws EFAULT if they cannot be read. */
+  read(n: number): Uint8Array;
 }
 
 /** The request array of HWPT_INVALIDATE: reads one entry at a time, as the kernel's copy helpers do. */

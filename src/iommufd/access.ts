@@ -134,8 +134,18 @@ export class Access extends IommufdObject implements IoptAccess {
       if (write && !pages.writable) fail("EPERM", "read-only memory");
       const startByte = Number(area.startByte(cur));
       const chunk = data.subarray(off, off + bytes);
-      const changeMm = this.ctx.caller.mm !== pages.source.mm || (flags & IOMMUFD_ACCESS_RW_SLOW_PATH) !== 0 || pages.isFile;
-      if (changeMm && !(flags & IOMMUFD_ACCESS_RW_KTHREAD)) pages.rwPinnedOrRemote(startByte, chunk, write);
+      // iopt_pages_rw_access: which copy path runs decides which page is seen when the user
+      // mapping no longer holds the pinned page (e.g. after munmap + mmap at the same address)
+      const changeMm = this.ctx.caller.mm !== pages.source.mm || (flags & IOMMUFD_ACCESS_RW_SLOW_PATH) !== 0;
+      const sourceAlive = pages.source.mm.alive;
+      const singlePage = Math.floor(startByte / PAGE_SIZE) === Math.floor((startByte + bytes - 1) / PAGE_SIZE);
+      if (pages.isFile) pages.rwPinnedOrRemote(startByte, chunk, write);
+      else if (changeMm && !(flags & IOMMUFD_ACCESS_RW_KTHREAD)) {
+        // iopt_pages_rw_page pins the page the source mm maps now; iopt_pages_rw_slow reads
+        // the pinned pages (or pins them from the source) through the pfn reader
+        if (singlePage && sourceAlive) pages.rwUser(startByte, chunk, write);
+        else pages.rwPinnedOrRemote(startByte, chunk, write);
+      } else if (changeMm && !sourceAlive) pages.rwPinnedOrRemote(startByte, chunk, write);
       else pages.rwUser(startByte, chunk, write);
       off += bytes;
     }, "ENOENT");

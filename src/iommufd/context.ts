@@ -9,7 +9,7 @@ import { AccountMode } from "../iopt/pages.js";
 import type { Host, MemFile, Process } from "../mm/index.js";
 import { accessCreate, accessDestroy, type Access, type AccessOps } from "./access.js";
 import { deviceBind, deviceUnbind, IGroup, IommufdDevice } from "./device.js";
-import { fdTableOf, type FdTable } from "./files.js";
+import { fdTableOf, type FdTable, type IommufdFile } from "./files.js";
 import { Fault, faultQueueAlloc } from "./fault.js";
 import { HwptNested, HwptPaging, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking, type Hwpt } from "./hwpt.js";
 import { Ioas, ioasAllowIovas, ioasAlloc, ioasCopy, ioasIovaRanges, ioasMap, ioasMapFile, ioasOptionHugePages, ioasUnmap } from "./ioas.js";
@@ -69,8 +69,10 @@ export class IommufdCtx {
   compatIoas: Ioas | null = null;
   noIommuMode = false;
   readonly groups = new Map<IommuGroup, IGroup>();
-  /** Open file references: the /dev/iommu fd itself plus every fault/access fd. */
+  /** Open file references: the /dev/iommu file itself plus every fault/access file. */
   private openFiles = 1;
+  /** The fd number open() returned in the opener's fd table. */
+  fd = -1;
   released = false;
   /** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT (a batching knob; no observable effect here). */
   tempMemoryLimit = 65536;
@@ -249,9 +251,12 @@ export class IommufdCtx {
     if (this.openFiles === 0) this.release();
   }
 
-  /** close() of the /dev/iommu fd (the context lives on while fault/access fds are open). */
+  /**
+   * close() of the /dev/iommu fd in the calling process. The context lives on while a forked
+   * child still holds its copy, or while fault/access fds are open.
+   */
   close(): void {
-    this.fileClosed();
+    this.fds.close(this.fd);
   }
 
   /** iommufd_fops_release: destroy leaf objects (users == 1) repeatedly, in ID order. */
@@ -415,7 +420,18 @@ export class IommufdCtx {
   }
 }
 
-/** open("/dev/iommu") (or /dev/vfio/vfio served by iommufd) by process p. */
+/** The open file of /dev/iommu: its last close (across dup and fork) drops the context's reference. */
+export class IommufdDevFile implements IommufdFile {
+  readonly kind = "iommufd" as const;
+  constructor(readonly ctx: IommufdCtx) {}
+  release(): void {
+    this.ctx.fileClosed();
+  }
+}
+
+/** open("/dev/iommu") (or /dev/vfio/vfio served by iommufd) by process p: the fd is in p's fd table. */
 export function openIommufd(host: Host, p: Process, opts?: OpenOptions): IommufdCtx {
-  return new IommufdCtx(host, p, opts);
+  const ctx = new IommufdCtx(host, p, opts);
+  ctx.fd = fdTableOf(p).install(new IommufdDevFile(ctx));
+  return ctx;
 }

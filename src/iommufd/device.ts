@@ -9,10 +9,20 @@ import type { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import { ObjType } from "./types.js";
 
+/**
+ * iommufd_attach_handle: made by the device that attaches (or replaces) the group's domain; I/O
+ * page faults of every device of the group are queued against it and report its device.
+ */
+export interface AttachHandle {
+  readonly idev: IommufdDevice;
+}
+
 /** iommufd_group: the context's record of an iommu_group with devices bound. */
 export class IGroup {
   refs = 0;
   hwpt: Hwpt | null = null;
+  /** The attach handle of the current group attachment (null while detached). */
+  handle: AttachHandle | null = null;
   readonly devices: IommufdDevice[] = [];
   swMsiStart: bigint | null = null;
   constructor(readonly group: IommuGroup) {}
@@ -34,6 +44,8 @@ export class IommufdDevice extends IommufdObject {
   destroy(): void {
     releaseDmaOwner(this.dev);
     this.ctx.putGroup(this.igroup);
+    // dead: a context teardown walking a snapshot of the table must not destroy it again
+    this.users = 0;
   }
 
   get attached(): boolean {
@@ -62,6 +74,7 @@ export class IommufdDevice extends IommufdObject {
         if (hwpt.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
         attachGroup(hwpt.domain, g.group);
         g.hwpt = hwpt;
+        g.handle = { idev: this };
       }
     } catch (e) {
       if (hp) hp.ioas.iopt.removeReserved(this.dev);
@@ -82,8 +95,9 @@ export class IommufdDevice extends IommufdObject {
     if (i >= 0) g.devices.splice(i, 1);
     if (g.devices.length === 0) {
       detachGroup(g.group);
-      if (hwpt.fault) hwpt.fault.autoRespond(hwpt, this);
+      if (hwpt.fault && g.handle) hwpt.fault.autoRespond(hwpt, g.handle);
       g.hwpt = null;
+      g.handle = null;
     }
     const hp = pagingOf(hwpt);
     if (hp) hp.ioas.iopt.removeReserved(this.dev);
@@ -110,12 +124,16 @@ export class IommufdDevice extends IommufdObject {
       this.setupMsi(hp);
     }
     try {
+      // iommufd_hwpt_replace_device: turning IOPF on for the device refuses PCI VFs
+      if (hwpt.fault && !old.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
       replaceGroup(hwpt.domain, g.group);
     } catch (e) {
       if (hp && (!oldHp || hp.ioas !== oldHp.ioas)) for (const d of g.devices) hp.ioas.iopt.removeReserved(d.dev);
       throw e;
     }
-    if (old.fault) old.fault.autoRespond(old, this);
+    const oldHandle = g.handle;
+    g.handle = { idev: this };
+    if (old.fault && oldHandle) old.fault.autoRespond(old, oldHandle);
     if (oldHp && (!hp || hp.ioas !== oldHp.ioas)) for (const d of g.devices) oldHp.ioas.iopt.removeReserved(d.dev);
     g.hwpt = hwpt;
     const n = g.devices.length;

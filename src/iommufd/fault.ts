@@ -2,7 +2,7 @@
 import { fail } from "../errno.js";
 import type { IopfFault } from "../iommu/domain.js";
 import type { IommufdCtx } from "./context.js";
-import type { IommufdDevice } from "./device.js";
+import type { AttachHandle, IommufdDevice } from "./device.js";
 import type { IommufdFile } from "./files.js";
 import type { Hwpt } from "./hwpt.js";
 import { IommufdObject } from "./object.js";
@@ -17,7 +17,8 @@ export const PAGE_RESPONSE_SIZE = 8;
 
 export interface FaultGroup {
   hwpt: Hwpt;
-  idev: IommufdDevice | null;
+  /** The group attachment the fault came through; its device is the dev_id user space reads. */
+  handle: AttachHandle;
   faults: IopfFault[];
   cookie: number;
   /** How the group was completed (for observers and tests). */
@@ -46,43 +47,36 @@ export class Fault extends IommufdObject {
     this.completed.push(g);
   }
 
-  /** The domain's iopf handler: queue a page request (groups close on LAST_PAGE). */
-  deliverFault(hwpt: Hwpt, idev: IommufdDevice | null, f: IopfFault): void {
+  /** iommufd_fault_iopf_handler: queue a page request (groups close on LAST_PAGE). */
+  deliverFault(hwpt: Hwpt, handle: AttachHandle, f: IopfFault): void {
     this.partial.push(f);
     if (!f.lastPage) return;
     const faults = this.partial.filter((p) => p.grpid === f.grpid);
     this.partial = this.partial.filter((p) => p.grpid !== f.grpid);
-    this.deliver.push({ hwpt, idev, faults, cookie: 0, response: null });
-  }
-
-  /** Legacy signature used by the HWPT's handler. */
-  deliver_(hwpt: Hwpt, f: IopfFault): void {
-    const idev = this.ctx.deviceByKey(f.deviceKey);
-    this.deliverFault(hwpt, idev, f);
+    this.deliver.push({ hwpt, handle, faults, cookie: 0, response: null });
   }
 
   /** iommufd_auto_response_faults: answer INVALID to everything of this attach handle. */
-  autoRespond(hwpt: Hwpt, idev: IommufdDevice): void {
+  autoRespond(hwpt: Hwpt, handle: AttachHandle): void {
     for (let i = this.deliver.length - 1; i >= 0; i--) {
       const g = this.deliver[i];
-      if (g.hwpt === hwpt && g.idev === idev) {
+      if (g.hwpt === hwpt && g.handle === handle) {
         this.deliver.splice(i, 1);
         this.complete(g, IOMMUFD_PAGE_RESP_INVALID);
       }
     }
     for (const [c, g] of [...this.response]) {
-      if (g.hwpt === hwpt && g.idev === idev) {
+      if (g.hwpt === hwpt && g.handle === handle) {
         this.response.delete(c);
         this.complete(g, IOMMUFD_PAGE_RESP_INVALID);
       }
     }
   }
 
-  private nextCookie = 1;
+  /** xa_alloc(XA_FLAGS_ALLOC1, xa_limit_32b): the lowest free cookie >= 1, reused once answered. */
   private allocCookie(): number {
-    let c = this.nextCookie;
+    let c = 1;
     while (this.response.has(c)) c++;
-    this.nextCookie = c + 1;
     return c;
   }
 
@@ -111,7 +105,7 @@ export class Fault extends IommufdObject {
         if (f.pasidValid) flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
         if (f.lastPage) flags |= IOMMU_PGFAULT_FLAGS_LAST_PAGE;
         dv.setUint32(off + 0, flags, true);
-        dv.setUint32(off + 4, g.idev ? g.idev.id : 0, true);
+        dv.setUint32(off + 4, g.handle.idev.id, true);
         dv.setUint32(off + 8, f.pasid >>> 0, true);
         dv.setUint32(off + 12, f.grpid >>> 0, true);
         dv.setUint32(off + 16, f.perm >>> 0, true);
@@ -150,6 +144,19 @@ export class Fault extends IommufdObject {
     const POLLRDNORM = 0x40;
     return POLLOUT | (this.deliver.length ? POLLIN | POLLRDNORM : 0);
   }
+}
+
+/**
+ * iommu_report_device_fault for a bound device: the fault goes to the HWPT attached to the
+ * device's group, through the group's attach handle, if that HWPT has a fault object (in 6.12
+ * only nested HWPTs can, and PASID faults fall back to the nested RID domain). Otherwise it is
+ * answered at once and nothing is queued.
+ */
+export function reportDeviceFault(idev: IommufdDevice, f: IopfFault): void {
+  const g = idev.igroup;
+  const hwpt = g.hwpt;
+  if (!hwpt || !hwpt.fault || !g.handle || !idev.attached) return;
+  hwpt.fault.deliverFault(hwpt, g.handle, f);
 }
 
 /** The anon-inode fd "[iommufd-pgfault]": holds the fault object and the context. */

@@ -3,7 +3,7 @@
  * fd tables they live in. A file keeps its context alive until it is closed.
  */
 import { fail } from "../errno.js";
-import type { Process } from "../mm/index.js";
+import type { Process, ProcessAttachment } from "../mm/index.js";
 
 export interface IommufdFile {
   readonly kind: "fault" | "access" | "iommufd";
@@ -20,15 +20,14 @@ interface Slot {
 }
 
 /** An fd table: lowest free number first, from 3 (0-2 are stdio). Shared slots model dup(). */
-export class FdTable {
+export class FdTable implements ProcessAttachment {
   private readonly fds = new Map<number, Slot>();
-  private readonly refs = new Map<IommufdFile, number>();
 
   install(file: IommufdFile): number {
     let fd = 3;
     while (this.fds.has(fd)) fd++;
     this.fds.set(fd, { file });
-    this.refs.set(file, (this.refs.get(file) ?? 0) + 1);
+    holders.set(file, (holders.get(file) ?? 0) + 1);
     return fd;
   }
 
@@ -46,11 +45,11 @@ export class FdTable {
     const s = this.fds.get(fd);
     if (!s) fail("EBADF", "bad file descriptor");
     this.fds.delete(fd);
-    const n = (this.refs.get(s.file) ?? 1) - 1;
-    if (n === 0) {
-      this.refs.delete(s.file);
+    const h = (holders.get(s.file) ?? 1) - 1;
+    if (h === 0) {
+      holders.delete(s.file);
       s.file.release();
-    } else this.refs.set(s.file, n);
+    } else holders.set(s.file, h);
   }
 
   /** Close everything (process exit). */
@@ -61,7 +60,24 @@ export class FdTable {
   get size(): number {
     return this.fds.size;
   }
+
+  /** fork(): the child gets the same files at the same numbers (each file gains a holder). */
+  fork(child: Process): void {
+    const t = fdTableOf(child);
+    for (const [fd, slot] of this.fds) {
+      t.fds.set(fd, { file: slot.file });
+      holders.set(slot.file, (holders.get(slot.file) ?? 0) + 1);
+    }
+  }
+
+  /** exit(): every fd is closed. */
+  exit(): void {
+    this.closeAll();
+  }
 }
+
+/** Open descriptions across all processes: a file is released when its last fd anywhere closes. */
+const holders = new Map<IommufdFile, number>();
 
 const tables = new WeakMap<Process, FdTable>();
 
@@ -71,6 +87,7 @@ export function fdTableOf(p: Process): FdTable {
   if (!t) {
     t = new FdTable();
     tables.set(p, t);
+    p.attachments.set("iommufd-fds", t);
   }
   return t;
 }

@@ -1,6 +1,7 @@
 /** IOMMU_GET_HW_INFO (device.c iommufd_get_hw_info). */
 import { fail } from "../errno.js";
 import { IommuCap } from "../iommu/driver.js";
+import { PAGE_SIZE } from "../mm/index.js";
 import type { IommufdCtx } from "./context.js";
 import { IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HW_INFO_TYPE_NONE, type IommuHwInfo } from "./types.js";
 
@@ -11,9 +12,11 @@ export function getHwInfo(ctx: IommufdCtx, cmd: IommuHwInfo): IommuHwInfo {
   const info = idev.dev.driver.hwInfo(idev.dev);
   const type = info ? info.type : IOMMU_HW_INFO_TYPE_NONE;
   const data = info ? info.data : new Uint8Array(0);
-  const copyLen = Math.min(cmd.data_len >>> 0, data.length);
-  if (copyLen) ctx.writeUser(cmd.data_uptr, data.subarray(0, copyLen));
-  if (copyLen < cmd.data_len >>> 0) ctx.writeUser(cmd.data_uptr + BigInt(copyLen), new Uint8Array((cmd.data_len >>> 0) - copyLen));
+  const userLen = cmd.data_len >>> 0;
+  const copyLen = Math.min(userLen, data.length);
+  writePaged(ctx, cmd.data_uptr, data.subarray(0, copyLen), copyLen);
+  // zero the rest of a bigger user buffer (clear_user); data_len can be up to 4 GiB
+  if (copyLen < userLen) writePaged(ctx, cmd.data_uptr + BigInt(copyLen), null, userLen - copyLen);
   let caps = 0n;
   if (idev.dev.driver.capable(idev.dev, IommuCap.DIRTY_TRACKING)) caps |= IOMMU_HW_CAP_DIRTY_TRACKING;
   return {
@@ -23,4 +26,25 @@ export function getHwInfo(ctx: IommufdCtx, cmd: IommuHwInfo): IommuHwInfo {
     out_max_pasid_log2: idev.dev.maxPasidLog2,
     out_capabilities: caps,
   };
+}
+
+/**
+ * copy_to_user / clear_user of `len` bytes (zeros when data is null), one page at a time: bytes
+ * before a faulting page stay written and the call fails with EFAULT, as the kernel's copy does.
+ */
+function writePaged(ctx: IommufdCtx, ptr: bigint, data: Uint8Array | null, len: number): void {
+  let off = 0;
+  let zeros: Uint8Array | null = null;
+  while (off < len) {
+    const addr = ptr + BigInt(off);
+    const n = Math.min(len - off, PAGE_SIZE - Number(addr % BigInt(PAGE_SIZE)));
+    let chunk: Uint8Array;
+    if (data) chunk = data.subarray(off, off + n);
+    else {
+      if (!zeros) zeros = new Uint8Array(PAGE_SIZE);
+      chunk = zeros.subarray(0, n);
+    }
+    ctx.writeUser(addr, chunk);
+    off += n;
+  }
 }

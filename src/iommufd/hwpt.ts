@@ -2,10 +2,11 @@
 import { fail, IommuError } from "../errno.js";
 import type { NestedDomain, PagingDomain } from "../iommu/domain.js";
 import { IommuCap, type UserData } from "../iommu/driver.js";
+import { PAGE_SIZE, TASK_SIZE } from "../mm/index.js";
 import { ULONG_MAX } from "../util/u64.js";
 import type { IommufdCtx } from "./context.js";
 import type { IommufdDevice } from "./device.js";
-import type { Fault } from "./fault.js";
+import { reportDeviceFault, type Fault } from "./fault.js";
 import type { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import {
@@ -44,6 +45,8 @@ export class HwptPaging extends IommufdObject {
     }
     if (this.fault) this.fault.users--;
     this.ioas.users--;
+    // dead: a context teardown walking a snapshot of the table must not destroy it again
+    this.users = 0;
   }
 }
 
@@ -134,7 +137,7 @@ export function hwptAlloc(ctx: IommufdCtx, cmd: IommuHwptAlloc): IommuHwptAlloc 
   const data: UserData = {
     type: cmd.data_type,
     len: cmd.data_len,
-    bytes: cmd.data_len ? ctx.tryReadUser(cmd.data_uptr, cmd.data_len) : new Uint8Array(0),
+    read: (n) => ctx.readUser(cmd.data_uptr, n),
   };
   let hwpt: Hwpt;
   if (pt.type === ObjType.IOAS) {
@@ -152,7 +155,10 @@ export function hwptAlloc(ctx: IommufdCtx, cmd: IommuHwptAlloc): IommuHwptAlloc 
     }
     hwpt.fault = fault;
     fault.users++;
-    hwpt.domain.iopfHandler = (f) => fault.deliver_(hwpt, f);
+    hwpt.domain.iopfHandler = (f) => {
+      const idev = ctx.deviceByKey(f.deviceKey);
+      if (idev && idev.igroup.hwpt === hwpt) reportDeviceFault(idev, f);
+    };
   }
   ctx.publish(hwpt);
   return { ...cmd, out_hwpt_id: hwpt.id };
@@ -172,11 +178,138 @@ export function hwptSetDirtyTracking(ctx: IommufdCtx, cmd: IommuHwptSetDirtyTrac
   d.setDirtyTracking(enable);
 }
 
+/**
+ * The user bitmap of GET_DIRTY_BITMAP as the 6.12 iova_bitmap.c drives it: one bit per
+ * 2^__ffs(page_size) bytes of IOVA, counted from the bitmap's iova, written into user pages that
+ * are pinned lazily (FOLL_WRITE) when a dirty range is recorded, in windows indexed by byte (its
+ * bitmap pointer is a u8 array, so "index" counts bytes). Quirks kept on purpose because user
+ * space can see them:
+ * - nothing is pinned or written unless something is dirty (a NULL bitmap is fine then);
+ * - a window that cannot be pinned drops the bits silently (the dirty state is still cleared);
+ * - a recorded range running past the end of the bitmap (a huge IOPTE only partly inside the
+ *   range) sets bits up to the end of the last pinned page, past the bitmap's logical length.
+ */
+class IovaBitmap {
+  private readonly pgshift: bigint;
+  /** mapped_total_index: bytes of bitmap covering the range. */
+  private readonly total: bigint;
+  private readonly lastIova: bigint;
+  /** The pinned window: mapped_base_index (a byte), first page, page count, base IOVA, pgoff, length. */
+  private base = 0n;
+  private winPage = 0n;
+  private npages = 0n;
+  private mappedIova = 0n;
+  private pgoff = 0n;
+  private mappedLength = 0n;
+  /** Contents of every page pinned so far (page address -> bytes), written back by finish(). */
+  private readonly pageData = new Map<bigint, Uint8Array>();
+  private readonly pinnable = new Map<bigint, boolean>();
+
+  constructor(
+    private readonly ctx: IommufdCtx,
+    private readonly iova: bigint,
+    length: bigint,
+    pageSize: bigint,
+    private readonly data: bigint,
+  ) {
+    let sh = 0n;
+    while (!((pageSize >> sh) & 1n)) sh++;
+    this.pgshift = sh;
+    this.total = ((length - 1n) >> sh) / 8n + 1n;
+    this.lastIova = iova + length - 1n;
+  }
+
+  /** pin_user_pages_fast(FOLL_WRITE) of one page: fault it in for write, remember its bytes. */
+  private pinPage(addr: bigint): boolean {
+    const known = this.pinnable.get(addr);
+    if (known !== undefined) return known;
+    let ok = false;
+    if (addr > 0n && addr + BigInt(PAGE_SIZE) <= BigInt(TASK_SIZE)) {
+      const mm = this.ctx.caller.mm;
+      try {
+        const runs = mm.pinPages(Number(addr), 1, true);
+        this.ctx.host.phys.unpinRuns(runs);
+        this.pageData.set(addr, this.ctx.caller.read(Number(addr), PAGE_SIZE));
+        ok = true;
+      } catch (e) {
+        if (!(e instanceof IommuError)) throw e;
+      }
+    }
+    this.pinnable.set(addr, ok);
+    return ok;
+  }
+
+  /** iova_bitmap_get: pin the window starting at byte `base`; false when not even one page pins. */
+  private get(): boolean {
+    const P = BigInt(PAGE_SIZE);
+    const addr = this.data + this.base;
+    let want = (this.total - this.base + P - 1n) / P;
+    if (addr % P) want += 1n;
+    if (want > 512n) want = 512n;
+    const first = addr - (addr % P);
+    let n = 0n;
+    while (n < want && this.pinPage(first + n * P)) n++;
+    if (n === 0n) return false;
+    this.winPage = first;
+    this.npages = n;
+    this.mappedIova = this.iova + ((this.base * 8n) << this.pgshift);
+    this.pgoff = addr % P;
+    // iova_bitmap_mapped_remaining/_length: the window ends with the pinned bytes or the bitmap
+    const bytes = n * P - this.pgoff;
+    let remaining = this.total - this.base;
+    if (bytes < remaining) remaining = bytes;
+    let len = (remaining * 8n) << this.pgshift;
+    if (this.mappedIova + len - 1n > this.lastIova) len -= this.mappedIova + len - 1n - this.lastIova;
+    this.mappedLength = len;
+    return true;
+  }
+
+  /** iova_bitmap_set */
+  set(iova: bigint, length: bigint): void {
+    const BITS_PER_PAGE = BigInt(PAGE_SIZE) * 8n;
+    for (;;) {
+      const inWindow = this.npages > 0n && iova >= this.mappedIova && iova + length - 1n <= this.mappedIova + this.mappedLength - 1n;
+      if (!inWindow) {
+        const index = ((iova - this.iova) >> this.pgshift) / 8n;
+        if (index >= this.total) return;
+        this.base = index;
+        this.npages = 0n;
+        if (!this.get()) return;
+      }
+      let cur = ((iova - this.mappedIova) >> this.pgshift) + this.pgoff * 8n;
+      const lastBit = ((iova + length - 1n - this.mappedIova) >> this.pgshift) + this.pgoff * 8n;
+      let restart = false;
+      do {
+        const pageIdx = cur / BITS_PER_PAGE;
+        const offset = cur % BITS_PER_PAGE;
+        let nbits = BITS_PER_PAGE - offset;
+        if (lastBit - cur + 1n < nbits) nbits = lastBit - cur + 1n;
+        if (pageIdx > this.npages - 1n) {
+          const left = (lastBit - cur + 1n) << this.pgshift;
+          iova += length - left;
+          length = left;
+          restart = true;
+          break;
+        }
+        const page = this.pageData.get(this.winPage + pageIdx * BigInt(PAGE_SIZE)) as Uint8Array;
+        for (let b = Number(offset); b < Number(offset + nbits); b++) page[b >> 3] |= 1 << (b & 7);
+        cur += nbits;
+      } while (cur <= lastBit);
+      if (!restart) return;
+    }
+  }
+
+  /** Write the pinned pages back (their bits only ever gain ones). */
+  finish(): void {
+    for (const [addr, bytes] of this.pageData) this.ctx.writeUser(addr, bytes);
+  }
+}
+
 export function hwptGetDirtyBitmap(ctx: IommufdCtx, cmd: IommuHwptGetDirtyBitmap): void {
   if (cmd.flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR || cmd.__reserved) fail("EOPNOTSUPP", "unknown flags or non-zero __reserved");
   const hwpt = ctx.getHwptPaging(cmd.hwpt_id);
   const iopt = hwpt.ioas.iopt;
-  // iommufd_check_iova_range
+  // iommufd_check_iova_range (masks, not divisions: page_size need not be a power of two)
   if (!cmd.length) fail("EINVAL", "length 0");
   const last = cmd.iova + cmd.length - 1n;
   if (last > (1n << 64n) - 1n) fail("EOVERFLOW", "iova + length overflows");
@@ -184,31 +317,23 @@ export function hwptGetDirtyBitmap(ctx: IommufdCtx, cmd: IommuHwptGetDirtyBitmap
   const align = iopt.iovaAlignment;
   if (cmd.iova & (align - 1n) || (last + 1n) & (align - 1n)) fail("EINVAL", "range not aligned to the IOAS");
   if (!cmd.page_size) fail("EINVAL", "page_size 0");
-  if (cmd.iova % cmd.page_size || (last + 1n) % cmd.page_size) fail("EINVAL", "range not aligned to page_size");
+  if (cmd.iova & (cmd.page_size - 1n) || (last + 1n) & (cmd.page_size - 1n)) fail("EINVAL", "range not aligned to page_size");
   const d = hwpt.domain;
   if (!d.dirtyOps) fail("EOPNOTSUPP", "domain has no dirty tracking");
   const noClear = (cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) !== 0;
-  // iova_bitmap: bits relative to cmd.iova in page_size units, written to user memory as u64 words
-  const nbits = (cmd.length + cmd.page_size - 1n) / cmd.page_size;
-  const nbytes = Number(((nbits + 63n) / 64n) * 8n);
-  const bitmap = ctx.readUser(cmd.data, nbytes);
+  const bitmap = new IovaBitmap(ctx, cmd.iova, cmd.length, cmd.page_size, cmd.data);
   const shift = BigInt(d.pgShift);
-  const ioPg = 1n << shift;
-  const record = (first: number, n: number): void => {
-    const a = BigInt(first) * ioPg;
-    const z = a + BigInt(n) * ioPg - 1n;
-    const lo = a < cmd.iova ? cmd.iova : a;
-    const hi = z > last ? last : z;
-    if (hi < lo) return;
-    for (let bit = (lo - cmd.iova) / cmd.page_size; bit <= (hi - cmd.iova) / cmd.page_size; bit++) {
-      const byte = Number(bit / 8n);
-      bitmap[byte] |= 1 << Number(bit % 8n);
-    }
-  };
-  iopt.forEachContig(cmd.iova, last, (_area, cur, l) => {
-    d.readAndClearDirty(Number(cur >> shift), Number((l - cur + 1n) >> shift), noClear, record);
-  }, "EINVAL");
-  ctx.writeUser(cmd.data, bitmap);
+  const record = (first: number, n: number): void => bitmap.set(BigInt(first) << shift, BigInt(n) << shift);
+  // iova_bitmap_for_each(__iommu_read_and_clear_dirty): in 6.12 its result is ignored, so a hole
+  // in the range or a driver error (tracking disabled) just ends the walk and the call succeeds.
+  try {
+    iopt.forEachContig(cmd.iova, last, (_area, cur, l) => {
+      d.readAndClearDirty(Number(cur >> shift), Number((l - cur + 1n) >> shift), noClear, record);
+    }, "EINVAL");
+  } catch (e) {
+    if (!(e instanceof IommuError)) throw e;
+  }
+  bitmap.finish();
 }
 
 /** HWPT_INVALIDATE: entry_num is written back even on failure. */

@@ -6,6 +6,7 @@ import { fail, IommuError } from "../errno.js";
 import type { Device } from "../iommu/device.js";
 import {
   createMockDevice,
+  isMockDevice,
   MOCK_IO_PAGE_SIZE,
   MockNestedDomain,
   MockPagingDomain,
@@ -17,6 +18,7 @@ import type { Access } from "./access.js";
 import { accessCreate, accessDestroy } from "./access.js";
 import type { IommufdCtx } from "./context.js";
 import { deviceBind, deviceUnbind, type IommufdDevice } from "./device.js";
+import { reportDeviceFault } from "./fault.js";
 import type { IommufdFile } from "./files.js";
 import { IommufdObject } from "./object.js";
 import { ObjType } from "./types.js";
@@ -347,6 +349,7 @@ function dirty(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
 
 function triggerIopf(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   const idev = ctx.getDevice(cmd.dev_id ?? 0);
+  if (!isMockDevice(idev.dev)) fail("EINVAL", "not a selftest mock device");
   const pasid = cmd.pasid ?? 0;
   const f: IopfFault = {
     deviceKey: idev.dev,
@@ -357,8 +360,7 @@ function triggerIopf(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
     perm: cmd.perm ?? 0,
     addr: cmd.addr ?? 0n,
   };
-  const hwpt = idev.igroup.hwpt;
-  if (hwpt && hwpt.fault) hwpt.fault.deliverFault(hwpt, idev, f);
+  reportDeviceFault(idev, f);
   return cmd;
 }
 

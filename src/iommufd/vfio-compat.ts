@@ -34,8 +34,11 @@ export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
 export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
 
-/** Whether the kernel was built with VFIO no-IOMMU support (CONFIG_VFIO_NOIOMMU). */
-export const CONFIG_VFIO_NOIOMMU = true;
+/**
+ * Whether the kernel was built with VFIO no-IOMMU support (CONFIG_VFIO_NOIOMMU). Debian's 6.12
+ * configs (linux-config-6.12) and the oracle kernel leave it unset.
+ */
+export const CONFIG_VFIO_NOIOMMU = false;
 
 function getCompatIoas(ctx: IommufdCtx): Ioas {
   if (!ctx.compatIoas) fail("ENODEV", "no compat IOAS");

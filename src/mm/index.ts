@@ -2,7 +2,7 @@
 export { ExtentMap, pushRun, runsPages, type PfnRuns } from "./extents.js";
 export { PAGE_SHIFT, PAGE_SIZE, PhysMem } from "./phys.js";
 export { Host, User, HugePool, DEFAULT_RLIMIT_MEMLOCK, type Caps, type SpawnOptions } from "./host.js";
-export { Process } from "./process.js";
+export { Process, type ProcessAttachment } from "./process.js";
 export {
   Mm,
   PROT_NONE,

@@ -7,9 +7,20 @@ import { Mm, type MmapOptions } from "./mm.js";
 import { PAGE_SIZE } from "./phys.js";
 import type { Caps, Host, User } from "./host.js";
 
+/**
+ * Per-process state that layers above mm keep (e.g. iommufd's fd table): told about fork, so the
+ * child inherits it, and about exit, so it is released (files closed) when the process dies.
+ */
+export interface ProcessAttachment {
+  fork(child: Process): void;
+  exit(): void;
+}
+
 export class Process {
   readonly mm: Mm;
   private live = true;
+  /** Attachments by key (one per upper-layer kind). */
+  readonly attachments = new Map<string, ProcessAttachment>();
 
   /** @internal Use Host.spawn or Process.fork. */
   constructor(
@@ -63,12 +74,16 @@ export class Process {
       child.exit();
       throw e;
     }
+    for (const a of this.attachments.values()) a.fork(child);
     return child;
   }
 
   /** exit(2): the address space goes away (pinned frames survive until unpinned). Idempotent. */
   exit(): void {
     if (!this.live) return;
+    // files first (they may hold pins charged to this mm), then the address space
+    for (const a of [...this.attachments.values()]) a.exit();
+    this.attachments.clear();
     this.mm.teardown();
     this.live = false;
     this.host.reap(this);

@@ -211,8 +211,9 @@ export class MockIommuDriver implements IommuDriver {
     if (!(parent instanceof MockPagingDomain)) fail("EINVAL", "parent is not a mock domain");
     // iommu_copy_struct_from_user(&cfg, data, SELFTEST, iotlb): min 4, max sizeof
     if (data.len < 4 || data.len > this.hwptSelftestSize) fail("EINVAL", "bad iommu_hwpt_selftest length");
-    if (!data.bytes) fail("EFAULT", "cannot read iommu_hwpt_selftest");
-    return new MockNestedDomain(this, parent, u32(data.bytes, 0));
+    const cfg = new Uint8Array(this.hwptSelftestSize);
+    cfg.set(data.read(data.len));
+    return new MockNestedDomain(this, parent, u32(cfg, 0));
   }
 
   capable(dev: Device, cap: IommuCap): boolean {
@@ -255,6 +256,13 @@ export const mockIommu = new MockIommuDriver();
 
 let mockDevIds = 0;
 
+/** Devices made by createMockDevice (iommufd_selftest_is_mock_dev: the release function is the mock's). */
+const mockDevs = new WeakSet<Device>();
+
+export function isMockDevice(dev: Device): boolean {
+  return mockDevs.has(dev);
+}
+
 /** mock_dev_create: a device on the mock bus, alone in its group. */
 export function createMockDevice(flags: number, opts?: { allowPasidFlag?: boolean }): Device {
   const allowed = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | (opts?.allowPasidFlag ? MOCK_FLAGS_DEVICE_PASID : 0);
@@ -265,5 +273,7 @@ export function createMockDevice(flags: number, opts?: { allowPasidFlag?: boolea
     flags,
     maxPasidLog2: flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0,
   };
-  return new Device(o);
+  const dev = new Device(o);
+  mockDevs.add(dev);
+  return dev;
 }
