@@ -3,6 +3,7 @@ import { fail, IommuError } from "../errno.js";
 import { attachGroup, claimDmaOwner, detachGroup, releaseDmaOwner, replaceGroup } from "../iommu/core.js";
 import type { Device, IommuGroup } from "../iommu/device.js";
 import { IommuCap } from "../iommu/driver.js";
+import { iommuGetMsiCookie } from "../iommu/msi.js";
 import type { IommufdCtx } from "./context.js";
 import { hwptPagingAlloc, HwptPaging, type Hwpt } from "./hwpt.js";
 import type { Ioas } from "./ioas.js";
@@ -59,8 +60,16 @@ export class IommufdDevice extends IommufdObject {
     if (this.igroup.devices.length === 0) this.setupMsi(hp);
   }
 
+  /**
+   * iommufd_group_setup_msi: a group whose device reports a software-managed MSI window gets an
+   * MSI cookie on each paging domain it uses, once per domain, so that the DMA-API MSI code can
+   * map doorbells into the window when the device sets up interrupts (iommuDmaPrepareMsi).
+   */
   private setupMsi(hp: HwptPaging): void {
-    if (this.igroup.swMsiStart !== null && !hp.msiCookie) hp.msiCookie = true;
+    if (this.igroup.swMsiStart !== null && !hp.msiCookie) {
+      iommuGetMsiCookie(hp.domain, this.igroup.swMsiStart);
+      hp.msiCookie = true;
+    }
   }
 
   /** iommufd_hw_pagetable_attach */

@@ -2,6 +2,7 @@
 import { fail, IommuError } from "../errno.js";
 import type { NestedDomain, PagingDomain } from "../iommu/domain.js";
 import { IommuCap, type UserData } from "../iommu/driver.js";
+import { iommuPutDmaCookie } from "../iommu/msi.js";
 import { PAGE_SIZE, TASK_SIZE } from "../mm/index.js";
 import { ULONG_MAX } from "../util/u64.js";
 import type { IommufdCtx } from "./context.js";
@@ -43,6 +44,8 @@ export class HwptPaging extends IommufdObject {
       this.ioas.iopt.removeDomain(this.domain);
       this.inIoas = false;
     }
+    // iommu_domain_free drops the MSI cookie and its doorbell mappings
+    if (this.msiCookie) iommuPutDmaCookie(this.domain);
     if (this.fault) this.fault.users--;
     this.ioas.users--;
     // dead: a context teardown walking a snapshot of the table must not destroy it again

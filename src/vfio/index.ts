@@ -26,5 +26,4 @@ export {
   type Type1GroupRef,
 } from "./domain.js";
 export { IovaList } from "./iova-list.js";
-export { MsiCookie, iommuGetMsiCookie, iommuPutDmaCookie, iommuDmaPrepareMsi, msiCookieOf } from "./msi.js";
 export * from "./uapi.js";

@@ -52,7 +52,7 @@ import {
   type Type1GroupRef,
 } from "./domain.js";
 import { IovaList } from "./iova-list.js";
-import { iommuGetMsiCookie, iommuPutDmaCookie } from "./msi.js";
+import { iommuGetMsiCookie, iommuPutDmaCookie } from "../iommu/msi.js";
 import {
   capSize,
   DIRTY_BITMAP_SIZE_MAX,

@@ -645,8 +645,8 @@ test("x86: the hardware MSI window 0xfee00000-0xfeefffff is excluded from the va
   assert.equal(s.map(V.X86_MSI_START - PAGE, s.buf, PAGE), 0);
   assert.equal(s.map(V.X86_MSI_LAST + 1n, s.buf, PAGE), 0);
   const d = s.iommu().groupIommuDomain(s.dev.group);
-  assert.equal(V.msiCookieOf(d), undefined);
-  assert.equal(V.iommuDmaPrepareMsi(d, 0xfee00000), 0xfee00000n, "x86 MSIs are not translated");
+  assert.equal(S.msiCookieOf(d), undefined);
+  assert.equal(S.iommuDmaPrepareMsi(d, 0xfee00000), 0xfee00000n, "x86 MSIs are not translated");
 });
 
 test("ARM: the SW_MSI window is excluded from the valid IOVAs and the domain gets an MSI cookie at its base; each doorbell page is mapped once, at the next page of the window", () => {
@@ -657,11 +657,11 @@ test("ARM: the SW_MSI window is excluded from the valid IOVAs and the domain get
   ]);
   assert.throws(() => s.map(V.ARM_SW_MSI_BASE, s.buf, PAGE), isErrno("EINVAL"));
   const d = s.iommu().groupIommuDomain(s.dev.group);
-  assert.equal(V.msiCookieOf(d)?.base, V.ARM_SW_MSI_BASE);
+  assert.equal(S.msiCookieOf(d)?.base, V.ARM_SW_MSI_BASE);
   const its = 0x8090040; // GITS_TRANSLATER of a GICv3 ITS
-  assert.equal(V.iommuDmaPrepareMsi(d, its), V.ARM_SW_MSI_BASE + 0x40n);
-  assert.equal(V.iommuDmaPrepareMsi(d, its), V.ARM_SW_MSI_BASE + 0x40n, "the same doorbell reuses its page");
-  assert.equal(V.iommuDmaPrepareMsi(d, 0x90000000), V.ARM_SW_MSI_BASE + PAGE, "another doorbell takes the next page");
+  assert.equal(S.iommuDmaPrepareMsi(d, its), V.ARM_SW_MSI_BASE + 0x40n);
+  assert.equal(S.iommuDmaPrepareMsi(d, its), V.ARM_SW_MSI_BASE + 0x40n, "the same doorbell reuses its page");
+  assert.equal(S.iommuDmaPrepareMsi(d, 0x90000000), V.ARM_SW_MSI_BASE + PAGE, "another doorbell takes the next page");
   assert.equal(phys(d, V.ARM_SW_MSI_BASE + 0x40n), its);
   assert.equal(d.protAt(Number(V.ARM_SW_MSI_BASE >> 11n)), IOMMU_WRITE);
 });
@@ -670,7 +670,7 @@ test("seeds/001: UNMAP of 0..2^64-1 (UNMAP_ALL, or iova 0 with the largest align
   for (const how of ["all", "range"] as const) {
     const s = setup({ dev: armIommu().device() });
     const d = s.iommu().groupIommuDomain(s.dev.group);
-    const msi = V.iommuDmaPrepareMsi(d, 0x8090040);
+    const msi = S.iommuDmaPrepareMsi(d, 0x8090040);
     s.map(0x100000n, s.buf, 4n * PAGE);
     s.map(0x40000000n, s.buf, 4n * PAGE);
     const n = how === "all" ? s.unmap(0n, 0n, S.VFIO_DMA_UNMAP_FLAG_ALL) : s.unmap(0n, U64_MAX + 1n - PAGE);
@@ -702,7 +702,7 @@ test("a group reporting both a hardware MSI region and a SW_MSI window: the hard
     ],
   });
   const s = setup({ dev: both.device() });
-  assert.equal(V.msiCookieOf(s.iommu().groupIommuDomain(s.dev.group)), undefined);
+  assert.equal(S.msiCookieOf(s.iommu().groupIommuDomain(s.dev.group)), undefined);
   assert.equal(ranges(s.info())?.length, 3);
 });
 

@@ -11,7 +11,8 @@
  * [must] not stumble over reserved entries").
  */
 import { fail } from "../errno.js";
-import { IOMMU_WRITE, type PagingDomain } from "../iommu/domain.js";
+import type { Device } from "./device.js";
+import { IOMMU_WRITE, type PagingDomain } from "./domain.js";
 import { PAGE_SIZE } from "../mm/index.js";
 
 export class MsiCookie {
@@ -63,4 +64,14 @@ export function iommuDmaPrepareMsi(domain: PagingDomain, doorbell: number): bigi
     c.pages.set(page, iova);
   }
   return iova + BigInt(doorbell % PAGE_SIZE);
+}
+
+/**
+ * A device sets up an MSI (request_irq -> iommu_dma_prepare_msi on its group's current domain):
+ * returns the address the device must write to ring `doorbell`.
+ */
+export function devicePrepareMsi(dev: Device, doorbell: number): bigint {
+  const d = dev.group.domain;
+  if (d && d.type === "paging") return iommuDmaPrepareMsi(d as PagingDomain, doorbell);
+  return BigInt(doorbell);
 }
