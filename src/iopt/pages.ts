@@ -7,8 +7,7 @@
 import { fail, IommuError } from "../errno.js";
 import type { MemFile, PhysMem, Process } from "../mm/index.js";
 import { PAGE_SIZE } from "../mm/index.js";
-import { CountRuns } from "../util/count-runs.js";
-import { RunMap } from "../util/run-map.js";
+import { ExtentMap } from "../util/extent-map.js";
 
 export const enum AccountMode {
   NONE = 0,
@@ -30,9 +29,9 @@ export class IoptPages {
   /** Pages currently pinned and charged. */
   npinned = 0;
   /** How many holders (domain-filled areas and accesses) need each page index. */
-  private readonly users = new CountRuns();
+  private readonly users = new ExtentMap(false);
   /** page index -> pfn for every pinned page. */
-  readonly pfns = new RunMap(1);
+  readonly pfns = new ExtentMap(true);
   /** In-kernel access pins, by exact [start,last] page range: holder count. */
   readonly accessRanges = new Map<string, number>();
 
@@ -118,19 +117,14 @@ export class IoptPages {
    */
   hold(start: number, n: number): void {
     if (n <= 0) return;
-    const toPin: Array<[number, number]> = [];
-    let cur = start;
-    this.users.forEachHeld(start, n, (a, k) => {
-      if (a > cur) toPin.push([cur, a - cur]);
-      cur = a + k;
-    });
-    if (cur < start + n) toPin.push([cur, start + n - cur]);
+    // the pieces nobody holds yet are the ones to pin
+    const gaps = this.users.collectGaps(start, n);
     const pinned: Array<[number, number[]]> = [];
     let total = 0;
     try {
-      for (const [a, k] of toPin) {
-        pinned.push([a, this.pinFromSource(a, k)]);
-        total += k;
+      for (let g = 0; g < gaps.length; g += 2) {
+        pinned.push([gaps[g], this.pinFromSource(gaps[g], gaps[g + 1])]);
+        total += gaps[g + 1];
       }
       this.charge(total, true);
     } catch (e) {
@@ -158,9 +152,9 @@ export class IoptPages {
     if (n <= 0) return;
     let freed = 0;
     const phys = this.phys;
-    this.users.add(start, n, -1, (a, k) => {
+    this.users.add(start, n, -1, undefined, (a, k) => {
       this.pfns.forEach(a, k, (_i, cnt, pfn) => phys.unpin(pfn, cnt));
-      this.pfns.remove(a, k);
+      this.pfns.delete(a, k);
       freed += k;
     });
     this.npinned -= freed;
@@ -188,21 +182,21 @@ export class IoptPages {
 
   /** Whether page index i is pinned. */
   isPinned(i: number): boolean {
-    return this.users.get(i) > 0;
+    return this.users.has(i);
   }
 
   /** Holders of page index i (tests). */
   holders(i: number): number {
-    return this.users.get(i);
+    return this.users.get(i) ?? 0;
   }
 
   pfnAt(i: number): number {
-    return this.pfns.get(i);
+    return this.pfns.get(i) ?? -1;
   }
 
   /** True when nothing is held. */
   get idle(): boolean {
-    return this.users.isEmpty();
+    return this.users.runCount === 0;
   }
 
   /** Read (or write) bytes at a byte offset of the pages object; see IoPagetable.accessRw for the paths. */
@@ -214,7 +208,7 @@ export class IoptPages {
       const idx = Math.floor(b / PAGE_SIZE);
       const inPage = b % PAGE_SIZE;
       const chunk = Math.min(PAGE_SIZE - inPage, data.length - off);
-      let pfn = this.pfns.get(idx);
+      let pfn = this.pfns.get(idx) ?? -1;
       let temp: number[] | null = null;
       if (pfn < 0 || !this.isPinned(idx)) {
         // pfn_reader: pin from the source mm (or file) just for this copy

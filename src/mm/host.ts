@@ -6,7 +6,7 @@ import { PhysMem } from "./phys.js";
 import { MemFile } from "./memfile.js";
 import { Process } from "./process.js";
 
-export type { PfnRuns } from "./extents.js";
+export type { PfnRuns } from "../util/extent-map.js";
 
 /** Default RLIMIT_MEMLOCK: 8 MiB. */
 export const DEFAULT_RLIMIT_MEMLOCK = 8 << 20;

@@ -1,5 +1,5 @@
 /** The simulated host memory manager: processes, address spaces, page frames, pinning. */
-export { ExtentMap, pushRun, runsPages, type PfnRuns } from "./extents.js";
+export { ExtentMap, pushRun, runsPages, type PfnRuns } from "../util/extent-map.js";
 export { PAGE_SHIFT, PAGE_SIZE, PhysMem } from "./phys.js";
 export { Host, User, HugePool, DEFAULT_RLIMIT_MEMLOCK, type Caps, type SpawnOptions } from "./host.js";
 export { Process, type ProcessAttachment } from "./process.js";

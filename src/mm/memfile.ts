@@ -9,7 +9,7 @@
  * yet allocated).
  */
 import { assert, fail, type ErrnoName } from "../errno.js";
-import { ExtentMap, pushRun, type PfnRuns } from "./extents.js";
+import { ExtentMap, pushRun, type PfnRuns } from "../util/extent-map.js";
 import { PAGE_SIZE } from "./phys.js";
 import type { Host } from "./host.js";
 import type { Vma } from "./mm.js";

@@ -12,7 +12,7 @@
  * order), so faulting or pinning an untouched gigabyte costs a handful of operations.
  */
 import { assert, fail, IommuError } from "../errno.js";
-import { ExtentMap, pushRun, type PfnRuns } from "./extents.js";
+import { ExtentMap, pushRun, type PfnRuns } from "../util/extent-map.js";
 import { MemFile } from "./memfile.js";
 import { PAGE_SIZE } from "./phys.js";
 import type { Host } from "./host.js";

@@ -11,7 +11,7 @@
  * only when none of the huge page's frames is held any more does the huge page go back to its pool.
  */
 import { assert } from "../errno.js";
-import { ExtentMap, type PfnRuns } from "./extents.js";
+import { ExtentMap, type PfnRuns } from "../util/extent-map.js";
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;

@@ -4,7 +4,7 @@
  * nested domain whose "IOTLB" is four u32 slots.
  */
 import { fail } from "../../errno.js";
-import { RunMap } from "../../util/run-map.js";
+import { ExtentMap } from "../../util/extent-map.js";
 import { Device, type DeviceOptions } from "../device.js";
 import { IOMMU_READ, IOMMU_WRITE, NestedDomain, PagingDomain, type IommuDomain } from "../domain.js";
 import { IommuCap, type HwInfo, type IommuDriver, type UserData, type UserDataArray } from "../driver.js";
@@ -46,7 +46,7 @@ export class MockPagingDomain extends PagingDomain {
   /** MOCK_DIRTY_TRACK */
   dirtyTracking = false;
   /** IO page index -> physical byte address, tagged with prot | TAG_HUGE. */
-  readonly ptes = new RunMap(MOCK_IO_PAGE_SIZE);
+  readonly ptes = new ExtentMap(true, MOCK_IO_PAGE_SIZE);
   /** Dirty bits per IO page index: word index (idx / 32) -> 32 bits. */
   readonly dirty = new Map<number, number>();
 
@@ -93,7 +93,7 @@ export class MockPagingDomain extends PagingDomain {
   }
 
   unmap(iova: number, n: number): void {
-    this.ptes.remove(iova, n);
+    this.ptes.delete(iova, n);
     if (this.dirty.size) for (let i = iova; i < iova + n; ) {
       const w = Math.floor(i / 32);
       const bits = this.dirty.get(w);
@@ -113,21 +113,21 @@ export class MockPagingDomain extends PagingDomain {
   }
 
   iovaToPhys(iova: number): number {
-    return this.ptes.get(iova);
+    return this.ptes.get(iova) ?? -1;
   }
 
   protAt(iova: number): number {
     const t = this.ptes.tagAt(iova);
-    return t < 0 ? 0 : t & TAG_PROT_MASK;
+    return t === undefined ? 0 : t & TAG_PROT_MASK;
   }
 
   isHugeAt(iova: number): boolean {
     const t = this.ptes.tagAt(iova);
-    return t >= 0 && (t & TAG_HUGE) !== 0;
+    return t !== undefined && (t & TAG_HUGE) !== 0;
   }
 
   mappedPages(): number {
-    return this.ptes.countMapped(0, Number.MAX_SAFE_INTEGER);
+    return this.ptes.covered;
   }
 
   isDirty(idx: number): boolean {
@@ -153,7 +153,7 @@ export class MockPagingDomain extends PagingDomain {
     const end = iova + n;
     let cur = iova;
     do {
-      if (this.ptes.get(cur) < 0) {
+      if (!this.ptes.has(cur)) {
         cur += 1;
         continue;
       }
@@ -162,7 +162,7 @@ export class MockPagingDomain extends PagingDomain {
       let dirty = false;
       // mock_test_and_clear_dirty() visits every IOPTE of the (possibly huge) page
       for (let i = head; i < head + pg; i++) {
-        if (!this.isDirty(i) || this.ptes.get(i) < 0) continue;
+        if (!this.isDirty(i) || !this.ptes.has(i)) continue;
         dirty = true;
         if (!noClear) this.setDirtyBit(i, false);
       }

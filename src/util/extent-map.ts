@@ -1,9 +1,10 @@
 /**
- * Extent maps: integer keys (page numbers, pfns) grouped into runs, so that a range of a million
- * pages costs one entry, not a million.
+ * Extent maps: integer keys (page numbers, pfns, IO page indices) grouped into runs, so that a
+ * range of a million pages costs one entry, not a million. The one run structure of the project:
+ * page tables and page caches (mm/), pinned-pfn storage and holder counts (iopt/), mock IOPTEs.
  *
  * Every run is (start, len, base, tag). In a *linear* map the value of key k inside a run is
- * base + (k - start) (a page table: vpn -> pfn, a page cache: pgoff -> pfn); in a *constant* map
+ * base + (k - start) * step (a page table: vpn -> pfn, a page cache: pgoff -> pfn); in a *constant* map
  * it is base for every key of the run (a count map: pfn -> pin count). `tag` is a small integer
  * kept alongside (e.g. the kind of a page-table entry). Adjacent runs whose values continue each
  * other and whose tags agree are merged, so the representation is canonical.
@@ -41,7 +42,14 @@ export class ExtentMap {
   private r: number[] = [];
   private cov = 0;
 
-  constructor(readonly linear: boolean) {}
+  /**
+   * @param linear values advance with the key inside a run (else every key of a run has its base)
+   * @param step for linear maps, how much the value advances per key (e.g. 2048 bytes per IO page)
+   */
+  constructor(
+    readonly linear: boolean,
+    readonly step = 1,
+  ) {}
 
   /** Number of runs. */
   get runCount(): number {
@@ -82,7 +90,7 @@ export class ExtentMap {
     const i = this.find(key);
     if (i < 0) return undefined;
     const o = i * STRIDE;
-    return this.linear ? this.r[o + 2] + (key - this.r[o]) : this.r[o + 2];
+    return this.linear ? this.r[o + 2] + (key - this.r[o]) * this.step : this.r[o + 2];
   }
 
   /** The tag at key, or undefined. */
@@ -102,7 +110,7 @@ export class ExtentMap {
     for (let i = this.upper(start) * STRIDE; i < r.length && r[i] < end; i += STRIDE) {
       const s = Math.max(r[i], start);
       const e = Math.min(r[i] + r[i + 1], end);
-      cb(s, e - s, lin ? r[i + 2] + (s - r[i]) : r[i + 2], r[i + 3]);
+      cb(s, e - s, lin ? r[i + 2] + (s - r[i]) * this.step : r[i + 2], r[i + 3]);
     }
   }
 
@@ -222,7 +230,7 @@ export class ExtentMap {
       const s = r[o];
       const cut = key - s;
       const base = r[o + 2];
-      r.splice(o + STRIDE, 0, key, r[o + 1] - cut, this.linear ? base + cut : base, r[o + 3]);
+      r.splice(o + STRIDE, 0, key, r[o + 1] - cut, this.linear ? base + cut * this.step : base, r[o + 3]);
       r[o + 1] = cut;
       return i + 1;
     }
@@ -234,7 +242,7 @@ export class ExtentMap {
     return (
       r[o] + r[o + 1] === r[p] &&
       r[o + 3] === r[p + 3] &&
-      (this.linear ? r[o + 2] + r[o + 1] === r[p + 2] : r[o + 2] === r[p + 2])
+      (this.linear ? r[o + 2] + r[o + 1] * this.step === r[p + 2] : r[o + 2] === r[p + 2])
     );
   }
 
@@ -273,7 +281,7 @@ export class ExtentMap {
         if (
           ins[q] + ins[q + 1] === s &&
           ins[q + 3] === pieces[k + 3] &&
-          (this.linear ? ins[q + 2] + ins[q + 1] === pieces[k + 2] : ins[q + 2] === pieces[k + 2])
+          (this.linear ? ins[q + 2] + ins[q + 1] * this.step === pieces[k + 2] : ins[q + 2] === pieces[k + 2])
         ) {
           ins[q + 1] += n;
           this.cov += n;

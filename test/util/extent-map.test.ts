@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ExtentMap, pushRun, runsPages } from "../../src/mm/index.js";
+import { ExtentMap, pushRun, runsPages } from "../../src/util/extent-map.js";
 
 test("a linear extent map keeps a range as one run and splits it on a partial overwrite", () => {
   const m = new ExtentMap(true);
@@ -84,4 +84,15 @@ test("extent maps agree with a per-key array under random set/delete/add", () =>
     }),
     { numRuns: 300 },
   );
+});
+
+test("a linear map with a step advances values by step per key and merges runs that continue each other", () => {
+  const m = new ExtentMap(true, 2048);
+  m.set(10, 4, 0x100000);
+  m.set(14, 2, 0x100000 + 4 * 2048);
+  assert.equal(m.runCount, 1, "the second run continues the first");
+  assert.equal(m.get(15), 0x100000 + 5 * 2048);
+  m.delete(11, 2);
+  assert.deepEqual(m.toArray(), [10, 1, 0x100000, 0, 13, 3, 0x100000 + 3 * 2048, 0]);
+  m.check();
 });
