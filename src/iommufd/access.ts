@@ -37,6 +37,7 @@ export class Access extends IommufdObject implements IoptAccess {
 
   destroy(): void {
     if (this.ioas) this.changeIoas(null);
+    this.ctx.fileClosed();
   }
 
   /** iommufd_access_change_ioas */
@@ -186,7 +187,9 @@ function removeAccess(area: Area, index: number, lastIndex: number): void {
 export function accessCreate(ctx: IommufdCtx, ops: AccessOps): Access {
   const a = new Access(ctx, ops);
   ctx.addObject(a);
+  // the driver holds the object, and the access holds the context (iommufd_ctx_get)
   a.users++;
+  ctx.fileOpened();
   return a;
 }
 

@@ -242,10 +242,12 @@ export class IommufdCtx {
 
   // ------------------------------------------------------------------ lifetime
 
+  /** iommufd_ctx_get: an open file, a bound (non-mock) device or an access keeps the context. */
   fileOpened(): void {
     this.openFiles++;
   }
 
+  /** iommufd_ctx_put: the last reference gone, the context is released. */
   fileClosed(): void {
     this.openFiles--;
     if (this.openFiles === 0) this.release();

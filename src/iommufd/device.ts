@@ -3,6 +3,7 @@ import { fail, IommuError } from "../errno.js";
 import { attachGroup, claimDmaOwner, detachGroup, releaseDmaOwner, replaceGroup } from "../iommu/core.js";
 import type { Device, IommuGroup } from "../iommu/device.js";
 import { IommuCap } from "../iommu/driver.js";
+import { isMockDevice } from "../iommu/drivers/mock.js";
 import { iommuGetMsiCookie } from "../iommu/msi.js";
 import type { IommufdCtx } from "./context.js";
 import { hwptPagingAlloc, HwptPaging, type Hwpt } from "./hwpt.js";
@@ -45,6 +46,7 @@ export class IommufdDevice extends IommufdObject {
   destroy(): void {
     releaseDmaOwner(this.dev);
     this.ctx.putGroup(this.igroup);
+    if (!isMockDevice(this.dev)) this.ctx.fileClosed();
     // dead: a context teardown walking a snapshot of the table must not destroy it again
     this.users = 0;
   }
@@ -233,8 +235,10 @@ export function deviceBind(ctx: IommufdCtx, dev: Device): IommufdDevice {
   }
   const idev = new IommufdDevice(ctx, dev, igroup);
   ctx.addObject(idev);
-  // the binding driver holds a user reference until unbind
+  // the binding driver holds a user reference until unbind, and (unless it is a selftest mock
+  // device) a reference on the context: closing /dev/iommu does not tear a bound device down
   idev.users++;
+  if (!isMockDevice(dev)) ctx.fileOpened();
   return idev;
 }
 

@@ -138,7 +138,6 @@ export class StaccessFile implements IommufdFile {
       accessDestroy(this.ctx, this.access);
       this.access = null;
     }
-    this.ctx.fileClosed();
   }
 }
 
@@ -266,7 +265,6 @@ function createAccess(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
     throw e;
   }
   file.access = access;
-  ctx.fileOpened();
   const fd = ctx.fds.install(file);
   return { ...cmd, out_access_fd: fd };
 }
