@@ -10,69 +10,11 @@
 #include <sys/mman.h>
 #include <linux/iommufd.h>
 #include <linux/vfio.h>
-#include "../oracle/linux-source-6.12/drivers/iommu/iommufd/iommufd_test.h"
+#include "probe.h"
 
-#define RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
-#define E(rc) (rc), ((rc) ? errno : 0)
 
 static void *buf2m;  /* 4 MiB, 2 MiB aligned */
 static void *page4k; /* separate 4 KiB page */
-
-static int xopen(void)
-{
-	int fd = open("/dev/iommu", O_RDWR);
-	if (fd < 0) { perror("open /dev/iommu"); exit(1); }
-	return fd;
-}
-
-static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc c = { .size = sizeof(c) };
-	if (ioctl(fd, IOMMU_IOAS_ALLOC, &c)) { perror("ioas_alloc"); exit(1); }
-	return c.out_ioas_id;
-}
-
-static int map(int fd, uint32_t ioas, uint64_t uva, uint64_t len, uint64_t *iova, int fixed)
-{
-	struct iommu_ioas_map c = {
-		.size = sizeof(c), .flags = RW | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
-		.ioas_id = ioas, .user_va = uva, .length = len, .iova = *iova,
-	};
-	int rc = ioctl(fd, IOMMU_IOAS_MAP, &c);
-	if (!rc) *iova = c.iova;
-	return rc;
-}
-
-static int unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len, uint64_t *outlen)
-{
-	struct iommu_ioas_unmap c = { .size = sizeof(c), .ioas_id = ioas, .iova = iova, .length = len };
-	int rc = ioctl(fd, IOMMU_IOAS_UNMAP, &c);
-	*outlen = c.length;
-	return rc;
-}
-
-static int mock_domain(int fd, uint32_t ioas, uint32_t *stdev, uint32_t *hwpt, uint32_t *idev)
-{
-	struct iommu_test_cmd c = { .size = sizeof(c), .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas };
-	int rc = ioctl(fd, IOMMU_TEST_CMD, &c);
-	if (stdev) *stdev = c.mock_domain.out_stdev_id;
-	if (hwpt) *hwpt = c.mock_domain.out_hwpt_id;
-	if (idev) *idev = c.mock_domain.out_idev_id;
-	return rc;
-}
-
-static int add_reserved(int fd, uint32_t ioas, uint64_t start, uint64_t len)
-{
-	struct iommu_test_cmd c = { .size = sizeof(c), .op = IOMMU_TEST_OP_ADD_RESERVED, .id = ioas,
-		.add_reserved = { .start = start, .length = len } };
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
-}
-
-static int destroy(int fd, uint32_t id)
-{
-	struct iommu_destroy c = { .size = sizeof(c), .id = id };
-	return ioctl(fd, IOMMU_DESTROY, &c);
-}
 
 static void print_ranges(const char *tag, int fd, uint32_t ioas)
 {
@@ -88,38 +30,9 @@ static void print_ranges(const char *tag, int fd, uint32_t ioas)
 	printf("\n");
 }
 
-static int option(int fd, uint32_t optid, uint16_t op, uint32_t obj, uint64_t *val)
-{
-	struct iommu_option c = { .size = sizeof(c), .option_id = optid, .op = op, .object_id = obj,
-		.val64 = *val };
-	int rc = ioctl(fd, IOMMU_OPTION, &c);
-	*val = c.val64;
-	return rc;
-}
-
 static int copy(int fd, uint32_t dst, uint32_t src, uint64_t src_iova, uint64_t len, uint64_t *dst_iova, int fixed)
 {
-	struct iommu_ioas_copy c = { .size = sizeof(c),
-		.flags = RW | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
-		.dst_ioas_id = dst, .src_ioas_id = src, .length = len,
-		.dst_iova = *dst_iova, .src_iova = src_iova };
-	int rc = ioctl(fd, IOMMU_IOAS_COPY, &c);
-	if (!rc) *dst_iova = c.dst_iova;
-	return rc;
-}
-
-static int allow(int fd, uint32_t ioas, struct iommu_iova_range *r, uint32_t n)
-{
-	struct iommu_ioas_allow_iovas c = { .size = sizeof(c), .ioas_id = ioas, .num_iovas = n,
-		.allowed_iovas = (uintptr_t)r };
-	return ioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, &c);
-}
-
-static int check_refs(int fd, void *p, uint64_t len, unsigned refs)
-{
-	struct iommu_test_cmd c = { .size = sizeof(c), .op = IOMMU_TEST_OP_MD_CHECK_REFS,
-		.check_refs = { .length = len, .uptr = (uintptr_t)p, .refs = refs } };
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
+	return copyf(fd, RW | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0), dst, src, src_iova, len, dst_iova);
 }
 
 /* ---------------- questions ---------------- */

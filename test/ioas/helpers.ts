@@ -1,6 +1,6 @@
 /**
  * Shared fixture and helpers for the IOAS rule tests. Addresses mirror the oracle runs
- * (test/ioas/oracle/probe-ioas.c and oracle/probes/probe-6.12-rules.c): a 2 MiB aligned buffer
+ * (oracle/probes/probe-ioas.c and oracle/probes/probe-6.12-rules.c): a 2 MiB aligned buffer
  * and a lone 4 KiB page, so that the automatic IOVAs measured on Linux 6.12 apply unchanged.
  */
 import assert from "node:assert/strict";

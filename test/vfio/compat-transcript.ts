@@ -1,6 +1,6 @@
 /**
- * The model's answers to oracle/compat-probe.c, printed line for line in the probe's format, so a test
- * can compare them with the real kernel's transcript (oracle/compat-probe.out.txt).
+ * The model's answers to oracle/probes/compat-probe.c, printed line for line in the probe's format, so a test
+ * can compare them with the real kernel's transcript (oracle/probes/compat-probe.out.txt).
  */
 import * as S from "../../src/index.js";
 import { IommuError } from "../../src/errno.js";

@@ -3,7 +3,7 @@
  * IommufdCtx vfio* methods. Ports the kernel selftest's iommufd fixture tests (simple_ioctls,
  * unmap_cmd, map_cmd, info_cmd, set_iommu_cmd, vfio_ioas) and the vfio_compat_mock_domain fixture
  * (option_huge_pages, get_info, map, huge_map) in both variants, plus the rules measured on the
- * real 6.12 kernel by oracle/compat-probe.c (transcript in oracle/compat-probe.out.txt).
+ * real 6.12 kernel by oracle/probes/compat-probe.c (transcript in oracle/probes/compat-probe.out.txt).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -612,8 +612,8 @@ test(
   },
 );
 
-test("the model answers the oracle probe exactly as the 6.12 kernel did (oracle/compat-probe.out.txt)", () => {
-  const file = new URL("../../../test/vfio/oracle/compat-probe.out.txt", import.meta.url);
+test("the model answers the oracle probe exactly as the 6.12 kernel did (oracle/probes/compat-probe.out.txt)", () => {
+  const file = new URL("../../../oracle/probes/compat-probe.out.txt", import.meta.url);
   const want = readFileSync(file, "utf8")
     .trim()
     .split("\n")

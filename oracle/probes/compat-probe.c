@@ -14,33 +14,12 @@
 #include <sys/mman.h>
 #include <linux/iommufd.h>
 #include <linux/vfio.h>
-#include "drivers/iommu/iommufd/iommufd_test.h"
+#include "probe.h"
 
-#define E(rc) (rc), ((rc) < 0 ? errno : 0)
 #define APER 0x1000000ULL
 
 static uint8_t *buf;   /* 2 MiB, 2 MiB aligned, RW */
 static uint8_t *robuf; /* 16 KiB read-only, populated */
-
-static int xopen(void)
-{
-	int fd = open("/dev/iommu", O_RDWR);
-	if (fd < 0) { perror("open /dev/iommu"); exit(1); }
-	return fd;
-}
-
-static uint32_t ioas_alloc(int fd)
-{
-	struct iommu_ioas_alloc c = { .size = sizeof(c) };
-	if (ioctl(fd, IOMMU_IOAS_ALLOC, &c)) { perror("ioas_alloc"); exit(1); }
-	return c.out_ioas_id;
-}
-
-static int mock_domain(int fd, uint32_t ioas)
-{
-	struct iommu_test_cmd c = { .size = sizeof(c), .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas };
-	return ioctl(fd, IOMMU_TEST_CMD, &c);
-}
 
 static int set_compat(int fd, uint32_t ioas)
 {
@@ -99,7 +78,7 @@ static void session(const char *tag, unsigned long type)
 	set_compat(fd, ioas);
 	rc = ioctl(fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU);
 	printf("%s DMA_CC ioas-without-hwpt rc=%d errno=%d\n", tag, E(rc));
-	rc = mock_domain(fd, ioas);
+	rc = mock_domain(fd, ioas, NULL, NULL, NULL);
 	printf("%s mock_domain rc=%d errno=%d\n", tag, E(rc));
 	rc = ioctl(fd, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU);
 	printf("%s DMA_CC mock-hwpt rc=%d errno=%d\n", tag, E(rc));
