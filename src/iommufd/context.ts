@@ -5,7 +5,7 @@
  */
 import { fail, IommuError } from "../errno.js";
 import type { Device, IommuGroup } from "../iommu/device.js";
-import { AccountMode } from "../iopt/pages.js";
+import { AccountMode, type IoptPages } from "../iopt/pages.js";
 import type { Host, MemFile, Process } from "../mm/index.js";
 import { accessCreate, accessDestroy, type Access, type AccessOps } from "./access.js";
 import { deviceBind, deviceUnbind, IGroup, IommufdDevice } from "./device.js";
@@ -315,7 +315,7 @@ export class IommufdCtx {
    */
   ioasChangeProcess(cmd: IommuIoasChangeProcess): void {
     if (cmd.__reserved) fail("EOPNOTSUPP", "__reserved must be 0");
-    const pages = new Set<import("../iopt/pages.js").IoptPages>();
+    const pages = new Set<IoptPages>();
     for (const o of this.objects.values()) {
       if (!(o instanceof Ioas)) continue;
       for (const a of o.iopt.areas.all()) {
@@ -325,7 +325,7 @@ export class IommufdCtx {
       }
     }
     const to = this.caller;
-    const charged: Array<import("../iopt/pages.js").IoptPages> = [];
+    const charged: IoptPages[] = [];
     try {
       for (const p of pages) {
         p.chargeTo(to);
