@@ -37,6 +37,24 @@ export function releaseDmaOwner(dev: Device): void {
   }
 }
 
+/**
+ * iommu_device_use_default_domain: a kernel driver that does DMA through the DMA API binds to dev.
+ * It counts as a user of the group without an owner, so iommufd and VFIO then cannot claim the
+ * group (EPERM); and it cannot bind while user space owns the group or it sits on another domain
+ * (EBUSY).
+ */
+export function useDefaultDomain(dev: Device): void {
+  const g = dev.group;
+  if (g.ownerCnt && (g.domain !== null || g.owner !== null)) fail("EBUSY", "the group's DMA is owned by user space");
+  g.ownerCnt++;
+}
+
+/** iommu_device_unuse_default_domain: the kernel driver unbinds. */
+export function unuseDefaultDomain(dev: Device): void {
+  const g = dev.group;
+  if (g.ownerCnt > 0 && g.owner === null) g.ownerCnt--;
+}
+
 export function releaseGroupDmaOwner(g: IommuGroup): void {
   g.ownerCnt = 0;
   g.owner = null;

@@ -10,6 +10,10 @@ export const enum ResvType {
   SW_MSI = 4,
 }
 
+export const PCI_PASID_CTRL_ENABLE = 0x01;
+export const PCI_PASID_CTRL_EXEC = 0x02;
+export const PCI_PASID_CTRL_PRIV = 0x04;
+
 export interface ResvRegion {
   start: bigint;
   length: bigint;
@@ -40,6 +44,8 @@ export interface DeviceOptions {
   /** log2 of the PASID count when PASID is enabled (0 = none). */
   maxPasidLog2?: number;
   isPci?: boolean;
+  /** A PCI device's PASID Control register (PCI_PASID_CTRL_ENABLE 1, _EXEC 2, _PRIV 4). */
+  pciPasidCtrl?: number;
   /** Driver-specific flags (e.g. the mock's MOCK_FLAGS_DEVICE_*). */
   flags?: number;
 }
@@ -52,6 +58,7 @@ export class Device {
   readonly resv: ResvRegion[];
   readonly maxPasidLog2: number;
   readonly isPci: boolean;
+  readonly pciPasidCtrl: number;
   readonly flags: number;
   constructor(o: DeviceOptions) {
     this.name = o.name;
@@ -61,6 +68,7 @@ export class Device {
     this.resv = o.resv ?? [];
     this.maxPasidLog2 = o.maxPasidLog2 ?? 0;
     this.isPci = o.isPci ?? false;
+    this.pciPasidCtrl = o.pciPasidCtrl ?? 0;
     this.flags = o.flags ?? 0;
   }
 

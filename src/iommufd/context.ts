@@ -53,6 +53,13 @@ import {
 export interface OpenOptions {
   /** Opened through /dev/vfio/vfio: starts in mm accounting mode. */
   vfioContainer?: boolean;
+  /** The iommufd.allow_unsafe_interrupts module parameter: bind devices whose MSIs are not isolated. */
+  allowUnsafeInterrupts?: boolean;
+  /**
+   * iommu_group_has_isolated_msi: interrupt remapping (x86) or an isolating MSI controller (ARM
+   * ITS). A platform fact, as in the type1 container's params (default: isolated).
+   */
+  isolatedMsi?: (g: IommuGroup) => boolean;
 }
 
 /** IDs are u32 allocated from 1 up to 2^31-1 (xa_limit_31b). */
@@ -76,6 +83,9 @@ export class IommufdCtx {
   released = false;
   /** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT (a batching knob; no observable effect here). */
   tempMemoryLimit = 65536;
+  /** iommufd.allow_unsafe_interrupts and the platform's MSI isolation (see OpenOptions). */
+  readonly allowUnsafeInterrupts: boolean;
+  readonly isolatedMsi: (g: IommuGroup) => boolean;
   /** Which kernel's uAPI this context answers as. */
   profile: { newestUapi: boolean } = { newestUapi: true };
 
@@ -83,6 +93,8 @@ export class IommufdCtx {
     this.host = host;
     this.caller = opener;
     if (opts.vfioContainer) this.accountMode = AccountMode.MM;
+    this.allowUnsafeInterrupts = opts.allowUnsafeInterrupts ?? false;
+    this.isolatedMsi = opts.isolatedMsi ?? (() => true);
   }
 
   /** The fd table of the calling process. */

@@ -228,6 +228,9 @@ export function deviceBind(ctx: IommufdCtx, dev: Device): IommufdDevice {
   if (!dev.driver.capable(dev, IommuCap.CACHE_COHERENCY)) fail("EINVAL", "device is not cache coherent");
   const igroup = ctx.getGroup(dev.group);
   try {
+    // the insecure interrupt path only with allow_unsafe_interrupts (selftest mock devices are exempt)
+    if (!isMockDevice(dev) && !ctx.isolatedMsi(dev.group) && !ctx.allowUnsafeInterrupts)
+      fail("EPERM", "MSIs cannot be isolated on this platform; the allow_unsafe_interrupts module parameter would allow it");
     claimDmaOwner(dev, ctx);
   } catch (e) {
     ctx.putGroup(igroup);

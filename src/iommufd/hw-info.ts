@@ -1,9 +1,16 @@
 /** IOMMU_GET_HW_INFO (device.c iommufd_get_hw_info). */
 import { fail } from "../errno.js";
+import { PCI_PASID_CTRL_EXEC, PCI_PASID_CTRL_PRIV } from "../iommu/device.js";
 import { IommuCap } from "../iommu/driver.js";
 import { PAGE_SIZE } from "../mm/index.js";
 import type { IommufdCtx } from "./context.js";
-import { IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HW_INFO_TYPE_NONE, type IommuHwInfo } from "./types.js";
+import {
+  IOMMU_HW_CAP_DIRTY_TRACKING,
+  IOMMU_HW_CAP_PCI_PASID_EXEC,
+  IOMMU_HW_CAP_PCI_PASID_PRIV,
+  IOMMU_HW_INFO_TYPE_NONE,
+  type IommuHwInfo,
+} from "./types.js";
 
 export function getHwInfo(ctx: IommufdCtx, cmd: IommuHwInfo): IommuHwInfo {
   const r = cmd.__reserved ?? [0, 0, 0];
@@ -19,6 +26,12 @@ export function getHwInfo(ctx: IommufdCtx, cmd: IommuHwInfo): IommuHwInfo {
   if (copyLen < userLen) writePaged(ctx, cmd.data_uptr + BigInt(copyLen), null, userLen - copyLen);
   let caps = 0n;
   if (idev.dev.driver.capable(idev.dev, IommuCap.DIRTY_TRACKING)) caps |= IOMMU_HW_CAP_DIRTY_TRACKING;
+  // PASID is reported only when enabled; a PCI device's EXEC/PRIV bits mirror its PASID control
+  const dev = idev.dev;
+  if (dev.maxPasidLog2 && dev.isPci) {
+    if (dev.pciPasidCtrl & PCI_PASID_CTRL_EXEC) caps |= IOMMU_HW_CAP_PCI_PASID_EXEC;
+    if (dev.pciPasidCtrl & PCI_PASID_CTRL_PRIV) caps |= IOMMU_HW_CAP_PCI_PASID_PRIV;
+  }
   return {
     ...cmd,
     data_len: data.length,

@@ -33,6 +33,11 @@ export class HwptPaging extends IommufdObject {
   /** Added to the IOAS's domains (iopt_table_add_domain done). */
   inIoas = false;
   msiCookie = false;
+  /**
+   * hwpt_paging->enforce_cache_coherency: set when the HWPT is allocated for a device that asks
+   * for it (IOMMU_CAP_ENFORCE_CACHE_COHERENCY); what VFIO's DMA_CC extension reports.
+   */
+  enforceCacheCoherency = false;
   fault: Fault | null = null;
   constructor(readonly ioas: Ioas, readonly domain: PagingDomain) {
     super();
@@ -94,6 +99,15 @@ export function hwptPagingAlloc(
   const hwpt = new HwptPaging(ioas, domain);
   hwpt.id = id;
   hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+  // iommufd_hwpt_paging_enforce_cc: decided before any mapping; a driver that reports the cap but
+  // cannot enforce it on a new domain is buggy (the kernel WARNs and fails)
+  if (idev.enforceCacheCoherency) {
+    if (!domain.enforceCacheCoherency) {
+      ctx.abortId(id);
+      fail("EINVAL", "the domain cannot enforce cache coherency");
+    }
+    hwpt.enforceCacheCoherency = true;
+  }
   ioas.users++;
   try {
     if (immediateAttach) idev.hwptAttach(hwpt);

@@ -80,7 +80,7 @@ export function vfioCheckExtension(ctx: IommufdCtx, type: number): number {
       return CONFIG_VFIO_NOIOMMU ? 1 : 0;
     case VFIO_DMA_CC_IOMMU: {
       const ioas = getCompatIoas(ctx);
-      return ioas.hwpts.every((h) => h.domain.enforceCacheCoherency) ? 1 : 0;
+      return ioas.hwpts.every((h) => h.enforceCacheCoherency) ? 1 : 0;
     }
     default:
       return 0;
