@@ -68,6 +68,16 @@ export class VfioDevice {
     if (this.openCount === 0 || !this.ops.dmaUnmap) return;
     this.type1().unpinPages(iova, npage);
   }
+
+  /**
+   * vfio_dma_rw (called by the device's driver while it is open): copy between IOVA space and
+   * `data` through the mapping owner's memory, without pinning. `from` is the calling context: a
+   * process (which may only reach its own mappings) or null for a kernel thread.
+   */
+  dmaRw(iova: bigint, data: Uint8Array, write: boolean, from: Process | null): void {
+    if (data.length <= 0 || this.openCount === 0) fail("EINVAL", "device not open or empty buffer");
+    this.type1().dmaRw(iova, data, write, from);
+  }
 }
 
 let nextMinor = 0;

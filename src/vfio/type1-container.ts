@@ -798,6 +798,45 @@ export class VfioIommuType1 {
     return pfns;
   }
 
+  /**
+   * vfio_iommu_type1_dma_rw: copy through the mappings' user memory chunk by chunk (mapping by
+   * mapping). A kernel thread (from = null) adopts the owner's mm; a process can only reach
+   * mappings of its own mm (EFAULT otherwise). Writes set the dirty bits of the pages they touch
+   * while dirty tracking is on. Chunks already copied stay copied when a later one fails.
+   */
+  dmaRw(userIova: bigint, data: Uint8Array, write: boolean, from: Process | null): void {
+    if (this.vaddrInvalidCount) fail("EBUSY", "vfio_dma_rw is not allowed while vaddrs are invalidated");
+    let off = 0;
+    let iova = userIova;
+    while (off < data.length) {
+      const dma = this.findDma(iova, 1n);
+      if (!dma) fail("EINVAL", "no mapping at this IOVA");
+      if ((write && !(dma.prot & IOMMU_WRITE)) || !(dma.prot & IOMMU_READ)) fail("EPERM", "the mapping does not allow this access");
+      const owner = dma.task;
+      if (!owner.mm.alive) fail("EPERM", "the mapping's process has exited");
+      if (from && from.mm !== owner.mm) fail("EFAULT", "the mapping belongs to another address space");
+      const offset = iova - dma.start;
+      const left = BigInt(data.length - off);
+      const count = Number(left < dma.size - offset ? left : dma.size - offset);
+      const va = Number(dma.vaddr + offset);
+      const chunk = data.subarray(off, off + count);
+      try {
+        if (write) owner.write(va, chunk);
+        else chunk.set(owner.read(va, count));
+      } catch (e) {
+        if (e instanceof IommuError) fail("EFAULT", "the mapping's user memory is not accessible");
+        throw e;
+      }
+      if (write && this.dirtyPageTracking && dma.bitmap) {
+        const first = Number(offset / this.pgsize);
+        const last = Number((offset + BigInt(count) - 1n) / this.pgsize);
+        for (let bit = first; bit <= last; bit++) dma.bitmap[bit >> 3] |= 1 << (bit & 7);
+      }
+      off += count;
+      iova += BigInt(count);
+    }
+  }
+
   /** vfio_iommu_type1_unpin_pages */
   unpinPages(userIova: bigint, npage: number): void {
     if (!this.v2) return;

@@ -1092,6 +1092,36 @@ test("dirty tracking with an IOMMU-backed group: every page of every mapping rea
   assert.throws(() => s.c.iommuDirtyPages(get), isErrno("EINVAL"));
 });
 
+test("vfio_dma_rw: an emulated device's driver reads and writes IOVA through the owner's memory; writes mark their pages dirty", () => {
+  const v = vendor();
+  const vg = V.VfioGroup.mdev("mdev0", { ops: v.ops });
+  const s = setup({ vg });
+  v.bind(vg.devices[0]);
+  s.gf.getDeviceFd("mdev0");
+  const dev = vg.devices[0] as V.VfioDevice;
+  const bm = s.p.mmap(4096);
+  s.map(APER, s.buf, 4n * PAGE);
+  s.map(APER + 4n * PAGE, s.buf + 4 * 4096, 4n * PAGE, S.VFIO_DMA_MAP_FLAG_READ);
+  s.p.write(s.buf + 0x1ff0, new TextEncoder().encode("across a page edge"));
+  const got = new Uint8Array(18);
+  dev.dmaRw(APER + 0x1ff0n, got, false, null);
+  assert.equal(new TextDecoder().decode(got), "across a page edge");
+  s.c.iommuDirtyPages({ argsz: 8, flags: V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START });
+  dev.dmaRw(APER + 0x2ffcn, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), true, null);
+  assert.deepEqual([...s.p.read(s.buf + 0x2ffc, 8)], [1, 2, 3, 4, 5, 6, 7, 8]);
+  const get = { argsz: 48, flags: V.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, iova: APER, size: 4n * PAGE, bitmap: { pgsize: PAGE, size: 8n, data: BigInt(bm) } };
+  s.c.iommuDirtyPages(get);
+  assert.equal(hex(s.p.read(bm, 8)), "0c00000000000000", "pages 2 and 3 were written");
+  // a copy spanning two mappings goes mapping by mapping; a write into a read-only mapping is EPERM
+  dev.dmaRw(APER + 4n * PAGE - 4n, new Uint8Array(8), false, null);
+  assert.throws(() => dev.dmaRw(APER + 4n * PAGE, new Uint8Array(4), true, null), isErrno("EPERM"));
+  assert.throws(() => dev.dmaRw(APER + 8n * PAGE, new Uint8Array(4), false, null), isErrno("EINVAL"), "no mapping");
+  assert.throws(() => dev.dmaRw(APER, new Uint8Array(0), false, null), isErrno("EINVAL"), "empty buffer");
+  const other = s.host.spawn({ uid: 1000 });
+  assert.throws(() => dev.dmaRw(APER, new Uint8Array(4), false, other), isErrno("EFAULT"), "another process's context cannot reach the owner's memory");
+  dev.dmaRw(APER, new Uint8Array(4), false, s.p);
+});
+
 test("dirty tracking with only emulated devices: only the pages they pinned are dirty; a read re-arms with the pages pinned at that moment, so an unpinned page is reported once more", () => {
   const v = vendor();
   const vg = V.VfioGroup.mdev("mdev0", { ops: v.ops });
