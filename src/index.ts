@@ -14,3 +14,4 @@ export { IommufdDevice } from "./iommufd/device.js";
 export { Access, type AccessOps } from "./iommufd/access.js";
 export { HwptPaging, HwptNested } from "./iommufd/hwpt.js";
 export { Ioas } from "./iommufd/ioas.js";
+export * as uapi from "./uapi/index.js";
