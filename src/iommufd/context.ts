@@ -291,33 +291,46 @@ export class IommufdCtx {
     this.released = true;
   }
 
+  /** Every ioctl: after the last close the fd is gone (EBADF at the syscall layer). */
+  private live(): void {
+    if (this.released) fail("EBADF", "the iommufd is closed");
+  }
+
   // ------------------------------------------------------------------ ioctls
 
   destroy(cmd: IommuDestroy): void {
+    this.live();
     const obj = this.objects.get(cmd.id);
     if (!obj) fail("ENOENT", `no object with id ${cmd.id}`);
     this.removeObject(obj);
   }
 
   ioasAlloc(cmd: IommuIoasAlloc): IommuIoasAlloc {
+    this.live();
     return { ...cmd, out_ioas_id: ioasAlloc(this, cmd.flags) };
   }
   ioasAllowIovas(cmd: IommuIoasAllowIovas): void {
+    this.live();
     ioasAllowIovas(this, cmd);
   }
   ioasCopy(cmd: IommuIoasCopy): IommuIoasCopy {
+    this.live();
     return ioasCopy(this, cmd);
   }
   ioasIovaRanges(cmd: IommuIoasIovaRanges): IommuIoasIovaRanges {
+    this.live();
     return ioasIovaRanges(this, cmd);
   }
   ioasMap(cmd: IommuIoasMap): IommuIoasMap {
+    this.live();
     return ioasMap(this, cmd);
   }
   ioasMapFile(cmd: IommuIoasMapFile): IommuIoasMapFile {
+    this.live();
     return ioasMapFile(this, cmd);
   }
   ioasUnmap(cmd: IommuIoasUnmap): IommuIoasUnmap {
+    this.live();
     return ioasUnmap(this, cmd);
   }
 
@@ -326,6 +339,7 @@ export class IommufdCtx {
    * the calling process. Only MAP_FILE maps can move (a VA-based map -> EINVAL, nothing changes).
    */
   ioasChangeProcess(cmd: IommuIoasChangeProcess): void {
+    this.live();
     if (cmd.__reserved) fail("EOPNOTSUPP", "__reserved must be 0");
     const pages = new Set<IoptPages>();
     for (const o of this.objects.values()) {
@@ -351,6 +365,7 @@ export class IommufdCtx {
   }
 
   option(cmd: IommuOption): IommuOption {
+    this.live();
     if (cmd.__reserved) fail("EOPNOTSUPP", "__reserved must be 0");
     switch (cmd.option_id) {
       case IOMMU_OPTION_RLIMIT_MODE: {
@@ -375,61 +390,79 @@ export class IommufdCtx {
   }
 
   vfioIoas(cmd: IommuVfioIoas): IommuVfioIoas {
+    this.live();
     return vfioIoas(this, cmd);
   }
   hwptAlloc(cmd: IommuHwptAlloc): IommuHwptAlloc {
+    this.live();
     return hwptAlloc(this, cmd);
   }
   getHwInfo(cmd: IommuHwInfo): IommuHwInfo {
+    this.live();
     return getHwInfo(this, cmd);
   }
   hwptSetDirtyTracking(cmd: IommuHwptSetDirtyTracking): void {
+    this.live();
     hwptSetDirtyTracking(this, cmd);
   }
   hwptGetDirtyBitmap(cmd: IommuHwptGetDirtyBitmap): void {
+    this.live();
     hwptGetDirtyBitmap(this, cmd);
   }
   hwptInvalidate(cmd: IommuHwptInvalidate): IommuHwptInvalidate {
+    this.live();
     return hwptInvalidate(this, cmd);
   }
   faultQueueAlloc(cmd: IommuFaultAlloc): IommuFaultAlloc {
+    this.live();
     return { ...cmd, ...faultQueueAlloc(this, cmd.flags) };
   }
   testCmd(cmd: IommuTestCmd): IommuTestCmd {
+    this.live();
     return testCmd(this, cmd);
   }
 
   // VFIO type1 container ioctls on this fd
   vfioGetApiVersion(): number {
+    this.live();
     return VFIO_API_VERSION;
   }
   vfioCheckExtension(ext: number): number {
+    this.live();
     return vfioCheckExtension(this, ext);
   }
   vfioSetIommu(type: number): number {
+    this.live();
     return vfioSetIommu(this, type);
   }
   vfioIommuGetInfo(arg: bigint): number {
+    this.live();
     return vfioIommuGetInfo(this, arg);
   }
   vfioIommuMapDma(arg: bigint): number {
+    this.live();
     return vfioIommuMapDma(this, arg);
   }
   vfioIommuUnmapDma(arg: bigint): number {
+    this.live();
     return vfioIommuUnmapDma(this, arg);
   }
 
   // in-kernel driver API (VFIO device binding, emulated mdevs)
   bindDevice(dev: Device): IommufdDevice {
+    this.live();
     return deviceBind(this, dev);
   }
   unbindDevice(idev: IommufdDevice): void {
+    this.live();
     deviceUnbind(this, idev);
   }
   createAccess(ops: AccessOps): Access {
+    this.live();
     return accessCreate(this, ops);
   }
   destroyAccess(a: Access): void {
+    this.live();
     accessDestroy(this, a);
   }
 }
