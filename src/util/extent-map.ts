@@ -178,6 +178,22 @@ export class ExtentMap {
 
   /** Map [start, start+len) to base (linear: base..base+len-1), replacing what was there. */
   set(start: number, len: number, base: number, tag = 0): void {
+    const r = this.r;
+    const n = r.length;
+    // fast path: appending past the last run (maps are usually filled in ascending order)
+    if (len > 0 && (n === 0 || r[n - STRIDE] + r[n - STRIDE + 1] <= start)) {
+      const o = n - STRIDE;
+      if (
+        n > 0 &&
+        r[o] + r[o + 1] === start &&
+        r[o + 3] === tag &&
+        (this.linear ? r[o + 2] + r[o + 1] * this.step === base : r[o + 2] === base)
+      )
+        r[o + 1] += len;
+      else r.push(start, len, base, tag);
+      this.cov += len;
+      return;
+    }
     this.replace(start, len, [start, len, base, tag]);
   }
 
