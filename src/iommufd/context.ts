@@ -50,7 +50,17 @@ import {
   VFIO_API_VERSION,
 } from "./vfio-compat.js";
 
+/**
+ * Which kernel the context answers as: "newest" (the newest uAPI, the default) or "6.12"
+ * (exactly Debian's 6.12.117: no ioctl, flag, data type or test op newer than that kernel; those
+ * give the errno 6.12 gives). The same names as the uapi dispatcher's Profile.
+ */
+export type KernelProfile = "newest" | "6.12";
+export const KERNEL_PROFILES: readonly KernelProfile[] = ["newest", "6.12"];
+
 export interface OpenOptions {
+  /** The kernel to answer as (default "newest"). */
+  profile?: KernelProfile;
   /** Opened through /dev/vfio/vfio: starts in mm accounting mode. */
   vfioContainer?: boolean;
   /** The iommufd.allow_unsafe_interrupts module parameter: bind devices whose MSIs are not isolated. */
@@ -86,12 +96,15 @@ export class IommufdCtx {
   /** iommufd.allow_unsafe_interrupts and the platform's MSI isolation (see OpenOptions). */
   readonly allowUnsafeInterrupts: boolean;
   readonly isolatedMsi: (g: IommuGroup) => boolean;
-  /** Which kernel's uAPI this context answers as. */
-  profile: { newestUapi: boolean } = { newestUapi: true };
+  /** Which kernel this context answers as (fixed at open). */
+  readonly profile: KernelProfile;
 
   constructor(host: Host, opener: Process, opts: OpenOptions = {}) {
     this.host = host;
     this.caller = opener;
+    const profile = opts.profile ?? "newest";
+    if (!KERNEL_PROFILES.includes(profile)) throw new TypeError(`unknown kernel profile ${JSON.stringify(profile)} (want "newest" or "6.12")`);
+    this.profile = profile;
     if (opts.vfioContainer) this.accountMode = AccountMode.MM;
     this.allowUnsafeInterrupts = opts.allowUnsafeInterrupts ?? false;
     this.isolatedMsi = opts.isolatedMsi ?? (() => true);
@@ -298,6 +311,11 @@ export class IommufdCtx {
 
   // ------------------------------------------------------------------ ioctls
 
+  /** An ioctl the 6.12 kernel does not have: its number is a hole in 6.12's table (ENOTTY). */
+  private requireNewest(name: string): void {
+    if (this.profile === "6.12") fail("ENOTTY", `${name} is newer than Linux 6.12`);
+  }
+
   destroy(cmd: IommuDestroy): void {
     this.live();
     const obj = this.objects.get(cmd.id);
@@ -325,8 +343,10 @@ export class IommufdCtx {
     this.live();
     return ioasMap(this, cmd);
   }
+  /** IOMMU_IOAS_MAP_FILE [newer than 6.12: under "6.12" there is no such ioctl, ENOTTY]. */
   ioasMapFile(cmd: IommuIoasMapFile): IommuIoasMapFile {
     this.live();
+    this.requireNewest("IOMMU_IOAS_MAP_FILE");
     return ioasMapFile(this, cmd);
   }
   ioasUnmap(cmd: IommuIoasUnmap): IommuIoasUnmap {
@@ -337,9 +357,11 @@ export class IommufdCtx {
   /**
    * IOMMU_IOAS_CHANGE_PROCESS: move the pinned-page accounting of every map of every IOAS to
    * the calling process. Only MAP_FILE maps can move (a VA-based map -> EINVAL, nothing changes).
+   * [newer than 6.12: under "6.12" there is no such ioctl, ENOTTY.]
    */
   ioasChangeProcess(cmd: IommuIoasChangeProcess): void {
     this.live();
+    this.requireNewest("IOMMU_IOAS_CHANGE_PROCESS");
     if (cmd.__reserved) fail("EOPNOTSUPP", "__reserved must be 0");
     const pages = new Set<IoptPages>();
     for (const o of this.objects.values()) {

@@ -7,6 +7,8 @@ import type { Device } from "../iommu/device.js";
 import {
   createMockDevice,
   isMockDevice,
+  mockDevCache,
+  MOCK_DEV_CACHE_ID_MAX,
   MOCK_IO_PAGE_SIZE,
   MockNestedDomain,
   MockPagingDomain,
@@ -38,6 +40,15 @@ export const IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
 export const IOMMU_TEST_OP_DIRTY = 13;
 export const IOMMU_TEST_OP_MD_CHECK_IOTLB = 14;
 export const IOMMU_TEST_OP_TRIGGER_IOPF = 15;
+/** Ops 16.. are [newer than 6.12]: under the "6.12" profile they are unknown ops (EOPNOTSUPP). */
+export const IOMMU_TEST_OP_DEV_CHECK_CACHE = 16;
+export const IOMMU_TEST_OP_TRIGGER_VEVENT = 17;
+export const IOMMU_TEST_OP_PASID_ATTACH = 18;
+export const IOMMU_TEST_OP_PASID_REPLACE = 19;
+export const IOMMU_TEST_OP_PASID_DETACH = 20;
+export const IOMMU_TEST_OP_PASID_CHECK_HWPT = 21;
+/** The last test op Linux 6.12 knows. */
+export const IOMMU_TEST_OP_LAST_612 = IOMMU_TEST_OP_TRIGGER_IOPF;
 
 export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
 export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
@@ -84,6 +95,9 @@ export interface IommuTestCmd {
   // check_iotlb
   iotlb_id?: number;
   iotlb?: number;
+  // check_dev_cache [newer than 6.12]
+  cache_id?: number;
+  cache?: number;
   // trigger_iopf
   dev_id?: number;
   pasid?: number;
@@ -151,7 +165,7 @@ function mockDomain(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   const id = ctx.reserveId();
   let mdev: Device;
   try {
-    mdev = createMockDevice(cmd.op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? (cmd.dev_flags ?? 0) : 0, { allowPasidFlag: ctx.profile.newestUapi });
+    mdev = createMockDevice(cmd.op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? (cmd.dev_flags ?? 0) : 0, { profile: ctx.profile });
   } catch (e) {
     ctx.abortId(id);
     throw e;
@@ -247,6 +261,16 @@ function checkIotlb(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   if (!(h.domain instanceof MockNestedDomain)) fail("EINVAL", "not a mock nested domain");
   const i = cmd.iotlb_id ?? 0;
   if (i > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || h.domain.iotlb[i] !== (cmd.iotlb ?? 0) >>> 0) fail("EINVAL", "IOTLB entry mismatch");
+  return cmd;
+}
+
+/** IOMMU_TEST_OP_DEV_CHECK_CACHE [newer than 6.12]: a mock device's cache slot holds `cache`. */
+function checkDevCache(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
+  const idev = ctx.getDevice(cmd.id);
+  // the kernel takes any device for a mock_dev (container_of); only mock devices have the slots
+  const cache = mockDevCache(idev.dev);
+  const i = cmd.cache_id ?? 0;
+  if (!cache || i > MOCK_DEV_CACHE_ID_MAX || cache[i] !== (cmd.cache ?? 0) >>> 0) fail("EINVAL", "device cache entry mismatch");
   return cmd;
 }
 
@@ -362,7 +386,13 @@ function triggerIopf(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   return cmd;
 }
 
+/**
+ * One IOMMU_TEST_CMD. Under the "6.12" profile ops above TRIGGER_IOPF (15) are unknown
+ * (EOPNOTSUPP, as selftest.c's default case). Under "newest" DEV_CHECK_CACHE (16) works; the other
+ * newer ops (vEVENT, PASID attach) need objects softiommu does not model yet and answer EOPNOTSUPP.
+ */
 export function testCmd(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
+  if (ctx.profile === "6.12" && cmd.op > IOMMU_TEST_OP_LAST_612) fail("EOPNOTSUPP", `test op ${cmd.op} is newer than Linux 6.12`);
   switch (cmd.op) {
     case IOMMU_TEST_OP_ADD_RESERVED:
       return addReserved(ctx, cmd);
@@ -396,6 +426,8 @@ export function testCmd(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
       return dirty(ctx, cmd);
     case IOMMU_TEST_OP_TRIGGER_IOPF:
       return triggerIopf(ctx, cmd);
+    case IOMMU_TEST_OP_DEV_CHECK_CACHE:
+      return checkDevCache(ctx, cmd);
     default:
       fail("EOPNOTSUPP", "unknown test op");
   }

@@ -82,11 +82,12 @@ test("B MOCK_DOMAIN_FLAGS: a device flag the kernel does not know is EINVAL and 
   const next = nextId(e.ctx);
   for (const flags of [1 << 3, 1 << 31, 0xffffffff]) failsCleanly(e, "EINVAL", () => mockDomain(e.ctx, e.ioas, flags), `dev_flags ${flags}`);
   // the 6.12 profile: MOCK_FLAGS_DEVICE_PASID is [newer than 6.12]
-  e.ctx.profile.newestUapi = false;
-  failsCleanly(e, "EINVAL", () => mockDomain(e.ctx, e.ioas, S.MOCK_FLAGS_DEVICE_PASID), "PASID on 6.12");
+  const ctx612 = S.openIommufd(e.host, e.p, { profile: "6.12" });
+  const e612 = { ...e, ctx: ctx612, ioas: ctx612.ioasAlloc({ flags: 0 }).out_ioas_id as number };
+  failsCleanly(e612, "EINVAL", () => mockDomain(e612.ctx, e612.ioas, S.MOCK_FLAGS_DEVICE_PASID), "PASID on 6.12");
+  assert.equal(nextId(e612.ctx), 2);
   assert.equal(nextId(e.ctx), next);
-  // the newest uAPI knows the PASID-capable mock device (MOCK_PASID_WIDTH 20)
-  e.ctx.profile.newestUapi = true;
+  // the newest uAPI (the default profile) knows the PASID-capable mock device (MOCK_PASID_WIDTH 20)
   const md = mockDomain(e.ctx, e.ioas, S.MOCK_FLAGS_DEVICE_PASID);
   assert.equal(md.stdev, next);
   assert.equal(e.ctx.getHwInfo({ flags: 0, dev_id: md.idev, data_len: 0, data_uptr: 0n }).out_max_pasid_log2, S.MOCK_PASID_WIDTH);

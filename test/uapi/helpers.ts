@@ -25,8 +25,7 @@ export interface Env {
 export function env(profile: Profile = "newest", uid = 0): Env {
   const host = new S.Host();
   const p = host.spawn({ uid });
-  const ctx = S.openIommufd(host, p);
-  ctx.profile = { newestUapi: profile === "newest" };
+  const ctx = S.openIommufd(host, p, { profile });
   const mem = p.mmap(4 * PAGE, { shared: true });
   return { host, p, ctx, mem, profile };
 }

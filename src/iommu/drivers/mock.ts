@@ -4,6 +4,7 @@
  * nested domain whose "IOTLB" is four u32 slots.
  */
 import { fail } from "../../errno.js";
+import type { KernelProfile } from "../../iommufd/context.js";
 import { ExtentMap } from "../../util/extent-map.js";
 import { Device, type DeviceOptions } from "../device.js";
 import { IOMMU_READ, IOMMU_WRITE, NestedDomain, PagingDomain, type IommuDomain } from "../domain.js";
@@ -28,6 +29,15 @@ export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
 export const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0;
 export const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
 export const MOCK_NESTED_DOMAIN_IOTLB_NUM = 4;
+/** [newer than 6.12] the mock device's per-device cache (IOMMU_TEST_OP_DEV_CHECK_CACHE). */
+export const MOCK_DEV_CACHE_ID_MAX = 3;
+export const MOCK_DEV_CACHE_NUM = 4;
+export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
+/**
+ * sizeof(struct iommu_hwpt_selftest) by kernel: 6.12 has { iotlb } (4 bytes); the newest kernel
+ * (iommupt era) adds pagetable_type (8 bytes), which a nested allocation ignores.
+ */
+export const HWPT_SELFTEST_SIZE: Readonly<Record<KernelProfile, number>> = { "6.12": 4, newest: 8 };
 
 const HWPT_ALLOC_NEST_PARENT = 1 << 0;
 const HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
@@ -186,8 +196,11 @@ function u32(b: Uint8Array, off: number): number {
 
 export class MockIommuDriver implements IommuDriver {
   readonly name = "mock";
-  /** Size of struct iommu_hwpt_selftest this kernel knows (6.12: 4 bytes). */
-  hwptSelftestSize = 4;
+
+  /** Size of struct iommu_hwpt_selftest the kernel of this device's creator knows. */
+  hwptSelftestSize(dev: Device): number {
+    return HWPT_SELFTEST_SIZE[mockDevProfile.get(dev) ?? "newest"];
+  }
 
   hwInfo(_dev: Device): HwInfo {
     const data = new Uint8Array(8);
@@ -210,8 +223,9 @@ export class MockIommuDriver implements IommuDriver {
     if (!data || data.type !== IOMMU_HWPT_DATA_SELFTEST || flags) fail("EOPNOTSUPP", "nested mock needs selftest data and no flags");
     if (!(parent instanceof MockPagingDomain)) fail("EINVAL", "parent is not a mock domain");
     // iommu_copy_struct_from_user(&cfg, data, SELFTEST, iotlb): min 4, max sizeof
-    if (data.len < 4 || data.len > this.hwptSelftestSize) fail("EINVAL", "bad iommu_hwpt_selftest length");
-    const cfg = new Uint8Array(this.hwptSelftestSize);
+    const size = this.hwptSelftestSize(dev);
+    if (data.len < 4 || data.len > size) fail("EINVAL", "bad iommu_hwpt_selftest length");
+    const cfg = new Uint8Array(size);
     cfg.set(data.read(data.len));
     return new MockNestedDomain(this, parent, u32(cfg, 0));
   }
@@ -263,10 +277,31 @@ export function isMockDevice(dev: Device): boolean {
   return mockDevs.has(dev);
 }
 
-/** mock_dev_create: a device on the mock bus, alone in its group. */
-export function createMockDevice(flags: number, opts?: { allowPasidFlag?: boolean }): Device {
-  const allowed = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | (opts?.allowPasidFlag ? MOCK_FLAGS_DEVICE_PASID : 0);
-  if (flags & ~allowed) fail("EINVAL", "unknown mock device flags");
+/**
+ * The kernel profile a mock device was created under (the driver is one instance shared by all
+ * contexts; its answers that differ by kernel look the profile up per device; default newest).
+ */
+const mockDevProfile = new WeakMap<Device, KernelProfile>();
+/** struct mock_dev cache[MOCK_DEV_CACHE_NUM] [newer than 6.12]. */
+const mockDevCaches = new WeakMap<Device, Uint32Array>();
+
+/** The per-device cache slots of a mock device (null for any other device). */
+export function mockDevCache(dev: Device): Uint32Array | null {
+  return mockDevCaches.get(dev) ?? null;
+}
+
+/** Device flags mock_dev_create accepts, by kernel: MOCK_FLAGS_DEVICE_PASID is [newer than 6.12]. */
+export function mockDeviceFlags(profile: KernelProfile): number {
+  return MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | (profile === "6.12" ? 0 : MOCK_FLAGS_DEVICE_PASID);
+}
+
+/**
+ * mock_dev_create: a device on the mock bus, alone in its group. An unknown flag is EINVAL (under
+ * "6.12" that includes MOCK_FLAGS_DEVICE_PASID); a PASID device has max_pasids 1 << MOCK_PASID_WIDTH.
+ */
+export function createMockDevice(flags: number, opts?: { profile?: KernelProfile }): Device {
+  const profile = opts?.profile ?? "newest";
+  if (flags & ~mockDeviceFlags(profile)) fail("EINVAL", "unknown mock device flags");
   const o: DeviceOptions = {
     name: `iommufd_mock${mockDevIds++}`,
     driver: mockIommu,
@@ -275,5 +310,7 @@ export function createMockDevice(flags: number, opts?: { allowPasidFlag?: boolea
   };
   const dev = new Device(o);
   mockDevs.add(dev);
+  mockDevProfile.set(dev, profile);
+  mockDevCaches.set(dev, new Uint32Array(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT));
   return dev;
 }
