@@ -1,7 +1,7 @@
 /** softiommu: the Linux IOMMU userspace stack as an executable model. Public library entry point. */
 export { Errno, IommuError, errnoName, type ErrnoName } from "./errno.js";
 export * from "./mm/index.js";
-export { IommufdCtx, openIommufd, type OpenOptions } from "./iommufd/context.js";
+export { IommufdCtx, openIommufd, KERNEL_PROFILES, type OpenOptions, type KernelProfile } from "./iommufd/context.js";
 export * from "./iommufd/types.js";
 export * from "./iommufd/test-ops.js";
 export * from "./iommufd/vfio-compat.js";

@@ -30,6 +30,7 @@
  * not supported": what a newest kernel answers when the IOMMU driver has no vIOMMU support), write
  * nothing back and create nothing.
  */
+import type { KernelProfile } from "../iommufd/context.js";
 import { fail, IommuError } from "../errno.js";
 import type { IommufdCtx } from "../iommufd/context.js";
 import type { IommuTestCmd } from "../iommufd/test-ops.js";
@@ -54,7 +55,8 @@ import type {
 } from "../iommufd/types.js";
 import { decode, encodeInto, structOf, type StructLayout, type UObject } from "./structs.js";
 
-export type Profile = "newest" | "6.12";
+/** The kernel whose uAPI the dispatcher answers as (the context's profile). */
+export type Profile = KernelProfile;
 
 /** ';' — the ioctl type byte of iommufd and VFIO. */
 export const IOMMUFD_TYPE = 0x3b;
@@ -498,8 +500,8 @@ function copyStructFromUser(ctx: IommufdCtx, ksize: number, ptr: bigint, usize: 
 }
 
 export interface DispatchOptions {
-  /** Which kernel's ioctl table to answer with. */
-  profile: Profile;
+  /** Which kernel's ioctl table to answer with; defaults to the context's own profile. */
+  profile?: Profile;
 }
 
 /** What to write back after the handler: the struct to encode, "val64", or nothing. */
@@ -530,19 +532,20 @@ function writeBackOf(d: IoctlDef, cmd: UObject, out: UObject | void, err: IommuE
  * its memory, or an integer for the VFIO integer-argument ioctls). Returns the ioctl's return value;
  * failures throw IommuError with the errno the kernel would return.
  */
-export function dispatchIoctl(ctx: IommufdCtx, request: number, arg: bigint, opts: DispatchOptions): { ret: number } {
+export function dispatchIoctl(ctx: IommufdCtx, request: number, arg: bigint, opts: DispatchOptions = {}): { ret: number } {
+  const profile: Profile = opts.profile ?? ctx.profile;
   const cmd = request >>> 0;
   const nr = cmd & 0xff;
   if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= TABLE_LEN) return { ret: vfioIoctl(ctx, cmd, arg) };
 
   const usize = readU32(ctx, arg);
-  const d = TABLES[opts.profile][nr - IOMMUFD_CMD_BASE];
+  const d = TABLES[profile][nr - IOMMUFD_CMD_BASE];
   if (!d || d.request !== cmd) fail("ENOTTY", `unknown ioctl 0x${cmd.toString(16)}`);
   if (usize < d.min) fail("EINVAL", `size ${usize} is below ${d.name}'s minimum ${d.min}`);
   const kbuf = copyStructFromUser(ctx, d.struct.size, arg, usize);
   const input = decode(d.struct, kbuf);
 
-  if (opts.profile === "6.12" && d.nr === IOMMUFD_TEST_NR && Number(input.op) > TEST_OPS_612_MAX)
+  if (profile === "6.12" && d.nr === IOMMUFD_TEST_NR && Number(input.op) > TEST_OPS_612_MAX)
     fail("EOPNOTSUPP", `test op ${input.op} is newer than Linux 6.12`);
 
   let out: UObject | void = undefined;
