@@ -1,0 +1,978 @@
+/**
+ * One page-table engine for every format: build (map), tear down (unmap, splitting large leaves a
+ * range cuts), walk (every level's entry), translate (the hardware's walk: permissions, accessed /
+ * dirty updates, optional nesting under a stage-2 engine) and read-and-clear dirty state.
+ *
+ * Addresses are page numbers: `vpn` is an input address / 4096 and `ppn` an output address / 4096
+ * (a 57-bit IOVA does not fit a double, its page number does). Sizes are counts of 4 KiB pages; for
+ * a 16 or 64 KiB granule they must be multiples of the granule.
+ *
+ * Tables live in a FrameStore (memory.ts) as Uint32Array words: entry i of a table at pfn T is
+ * words (2i, 2i+1) of frame T + (i >> 9). Hot paths (translate, map and unmap inner loops) allocate
+ * nothing and never use bigint. Everything a format varies is read from typed arrays and numbers
+ * precomputed in the constructor, so one compiled loop serves every format.
+ */
+import { assert, fail } from "../../errno.js";
+import type { FrameStore } from "../memory.js";
+import {
+  ACC_READ,
+  ACC_WRITE,
+  PERM_ALL,
+  FAULT_ACCESS_FLAG,
+  FAULT_ADDRESS_SIZE,
+  FAULT_NONE,
+  FAULT_PERMISSION,
+  FAULT_TRANSLATION,
+  PT_CACHE,
+  PT_MMIO,
+  PT_READ,
+  PT_WRITE,
+  PT_DIRTY,
+  type PageTableFormat,
+  type PermRules,
+} from "./format.js";
+
+const TWO20 = 1048576;
+
+export interface EngineOptions {
+  /** The hardware sets accessed flags (VT-d SSADE, Arm HA). Default: the format's (x86 paging: on). */
+  hwAccessed?: boolean;
+  /** The hardware sets dirty state on writes (VT-d SSADE, Arm HD). Default: the format's. */
+  hwDirty?: boolean;
+  /** Arm: writable leaves are written with DBM, so their dirty state is tracked (Linux with HD). */
+  dbm?: boolean;
+}
+
+/** One level of a walk. Addresses are physical byte addresses (as numbers: < 2^52). */
+export interface WalkStep {
+  /** The format's number for the level (VT-d 5..1, Arm 0..3) and its entry name. */
+  level: number;
+  name: string;
+  /** The table's first byte and the entry's index in it. */
+  tablePa: number;
+  index: number;
+  /** Where the entry is, in the tables' address space (a guest-physical address when nested). */
+  entryPa: number;
+  /** Where the hardware read it (host physical; equals entryPa unless nested). */
+  hostEntryPa: number;
+  /** The entry's words (unsigned). */
+  lo: number;
+  hi: number;
+  kind: "table" | "leaf" | "invalid";
+}
+
+export interface WalkResult {
+  steps: WalkStep[];
+  /** FAULT_* (FAULT_NONE when the walk reached a leaf that allows the access). */
+  fault: number;
+  /** The format's number of the level that faulted (-1 for none or for the input-size check). */
+  faultLevel: number;
+  /** 1, or 2 when a stage-2 translation of a stage-1 table or output address faulted. */
+  faultStage: number;
+  /** Output page number for the input page (-1 on fault). */
+  ppn: number;
+  /** Size of the leaf in 4 KiB pages, and the format's number of its level. */
+  leafPages: number;
+  leafLevel: number;
+  /** ACC_* bits the leaf (and the tables above it) allow. */
+  perms: number;
+}
+
+export class PageTableEngine {
+  /** The top-level table (a pfn in the FrameStore's numbering). */
+  declare readonly root: number;
+  declare readonly format: PageTableFormat;
+  /** Input pages (2^(inputBits-12)) and output pages the format can address. */
+  declare readonly inputPages: number;
+  declare readonly outputPages: number;
+  /** 4 KiB pages per granule. */
+  declare readonly granulePages: number;
+
+  // ---- results of the last translate() (scratch, so that translate allocates nothing) ----------
+  /** FAULT_* of the last translate (FAULT_NONE: it succeeded). */
+  fault = FAULT_NONE;
+  /** After a fault: the format's level number where it happened (-1: the input-size check). */
+  faultLevel = -1;
+  /** After a fault: 2 when a stage-2 translation made by this (stage-1) walk faulted, else 1. */
+  faultStage = 1;
+  /** After a stage-2 fault: the guest page number stage 2 was asked for. */
+  faultGpn = -1;
+  /**
+   * What the last successful translation found, from which perms / leafPages / leafLevel are
+   * computed on demand: the leaf level's index, the tables' bad bits and the leaf's words, and
+   * stage 2's leaf size and permissions when nested (0 and PERM_ALL otherwise).
+   */
+  private leafIdx = 0;
+  private pT0 = 0;
+  private pT1 = 0;
+  private pL0 = 0;
+  private pL1 = 0;
+  private s2Pages = 0;
+  private s2Perms = PERM_ALL;
+
+  private s2: PageTableEngine | null = null;
+  declare private hwA: boolean;
+  declare private hwD: boolean;
+  declare private readonly useDbm: boolean;
+  declare private readonly last: number;
+  declare private readonly scale: Float64Array;
+  declare private readonly idxMask: Int32Array;
+  declare private readonly pagesPer: Float64Array;
+  declare private readonly entries: Int32Array;
+  declare private readonly leafOk: Uint8Array;
+  declare private readonly frames: Int32Array;
+  declare private readonly leafTypeLo: Int32Array;
+  declare private readonly leafTypeHi: Int32Array;
+  declare private readonly leafAddrLo: Int32Array;
+  declare private readonly levelNumber: Int32Array;
+  declare private readonly validLo: number;
+  declare private readonly typeMask: number;
+  declare private readonly blockType: number;
+  declare private readonly pageTypeMask: number;
+  declare private readonly pageType: number;
+  declare private readonly addrLo: number;
+  declare private readonly addrHi: number;
+  declare private readonly tableLo: number;
+  declare private readonly tableHi: number;
+  declare private readonly attrLo: number;
+  declare private readonly attrHi: number;
+  /**
+   * Permission masks: [0..3] all grant bits lo/hi and all deny bits lo/hi of table entries, [4..7]
+   * the same for leaves, then per permission k (read, write, exec, user) at 8+4k: the table bits
+   * lo/hi and leaf bits lo/hi that decide it.
+   */
+  private readonly pm = new Int32Array(24);
+  /** Index shift of the top level in 4 KiB pages, and index bits per level below it. */
+  declare private readonly shift0: number;
+  declare private readonly bpl: number;
+  /** For each access (ACC_* bits) at 4*access: the table bits lo/hi and leaf bits lo/hi deciding it. */
+  private readonly accMask = new Int32Array(64);
+  declare private readonly gtLo: number;
+  declare private readonly gtHi: number;
+  declare private readonly dtLo: number;
+  declare private readonly dtHi: number;
+  declare private readonly glLo: number;
+  declare private readonly glHi: number;
+  declare private readonly dlLo: number;
+  declare private readonly dlHi: number;
+  /** Arm DBM with hardware dirty management: writable-clean leaves may be written. */
+  private dbmWrite = false;
+  /** aTable / aLeaf when the hardware sets them, else 0; aLeaf when a clear AF faults, else 0. */
+  private aTableHw = 0;
+  private aLeafHw = 0;
+  private aLeafFault = 0;
+  declare private readonly aTable: number;
+  declare private readonly aLeaf: number;
+  declare private readonly afFault: boolean;
+  declare private readonly badLeafFault: number;
+  declare private readonly dSetLo: number;
+  declare private readonly dSetHi: number;
+  declare private readonly dClrLo: number;
+  declare private readonly dClrHi: number;
+  declare private readonly dbmLo: number;
+  declare private readonly dbmHi: number;
+  /** Valid entries per table, by table pfn (tables whose count drops to 0 are freed). */
+  private readonly live = new Map<number, number>();
+  private tableFrames = 0;
+  declare private readonly pathTbl: Float64Array;
+  declare private readonly pathIdx: Int32Array;
+  private encLo = 0;
+  private encHi = 0;
+  private destroyed = false;
+
+  /** Where this engine's tables live (and, unless nested, where translate reads them). */
+  declare readonly mem: FrameStore;
+
+  constructor(mem: FrameStore, format: PageTableFormat, opts: EngineOptions = {}) {
+    // Fields are `declare`d and assigned here (not defined as undefined first), so that V8 keeps
+    // each in its one representation (small integer, double, typed array) on the hot paths.
+    this.mem = mem;
+    this.format = format;
+    const L = format.levels;
+    const n = L.length;
+    this.last = n - 1;
+    this.hwA = opts.hwAccessed ?? format.hwAccessedDefault;
+    this.hwD = opts.hwDirty ?? format.hwDirtyDefault;
+    this.useDbm = (opts.dbm ?? false) && (format.dbm.lo | format.dbm.hi) !== 0;
+    this.granulePages = 2 ** (format.granuleShift - 12);
+    this.inputPages = 2 ** (format.inputBits - 12);
+    this.outputPages = 2 ** (format.outputBits - 12);
+    this.scale = new Float64Array(n);
+    this.idxMask = new Int32Array(n);
+    this.pagesPer = new Float64Array(n);
+    this.entries = new Int32Array(n);
+    this.leafOk = new Uint8Array(n);
+    this.frames = new Int32Array(n);
+    this.leafTypeLo = new Int32Array(n);
+    this.leafTypeHi = new Int32Array(n);
+    this.leafAddrLo = new Int32Array(n);
+    this.levelNumber = new Int32Array(n);
+    for (let l = 0; l < n; l++) {
+      const d = L[l];
+      this.scale[l] = 2 ** -(d.shift - 12);
+      this.pagesPer[l] = 2 ** (d.shift - 12);
+      this.entries[l] = 2 ** d.bits;
+      this.idxMask[l] = 2 ** d.bits - 1;
+      this.leafOk[l] = d.leaf ? 1 : 0;
+      this.frames[l] = d.frames;
+      const t = l === n - 1 ? format.pageBits : format.blockBits;
+      this.leafTypeLo[l] = t.lo;
+      this.leafTypeHi[l] = t.hi;
+      this.levelNumber[l] = d.number;
+      this.leafAddrLo[l] = d.leaf ? ((0xffffffff << d.shift) & 0xfffff000) | 0 : 0;
+    }
+    this.shift0 = L[0].shift - 12;
+    this.bpl = n > 1 ? L[0].shift - L[1].shift : 0;
+    for (let l = 1; l < n; l++) assert(L[l - 1].shift - L[l].shift === this.bpl, "levels below the top resolve the same bits");
+    this.validLo = format.valid;
+    this.typeMask = format.typeMask;
+    this.blockType = format.blockType;
+    this.pageTypeMask = format.pageTypeMask;
+    this.pageType = format.pageType;
+    this.addrLo = ((0xffffffff << format.granuleShift) & 0xfffff000) | 0;
+    this.addrHi = 2 ** (format.addrBits - 32) - 1;
+    this.tableLo = format.tableBits.lo;
+    this.tableHi = format.tableBits.hi;
+    this.attrLo = format.leafAttrs.lo;
+    this.attrHi = format.leafAttrs.hi;
+    fillPerms(this.pm, format.tablePerms, format.leafPerms);
+    const pm = this.pm;
+    this.gtLo = pm[0];
+    this.gtHi = pm[1];
+    this.dtLo = pm[2];
+    this.dtHi = pm[3];
+    this.glLo = pm[4];
+    this.glHi = pm[5];
+    this.dlLo = pm[6];
+    this.dlHi = pm[7];
+    for (let a = 0; a < 16; a++) {
+      for (let k = 0; k < 4; k++) {
+        if ((a & (1 << k)) === 0) continue;
+        for (let j = 0; j < 4; j++) this.accMask[4 * a + j] |= pm[8 + 4 * k + j];
+      }
+    }
+    this.aTable = format.accessedTable;
+    this.aLeaf = format.accessedLeaf;
+    this.afFault = format.accessFlagFault;
+    this.badLeafFault = format.badLeafFault;
+    this.dSetLo = format.dirtySet.lo;
+    this.dSetHi = format.dirtySet.hi;
+    this.dClrLo = format.dirtyClear.lo;
+    this.dClrHi = format.dirtyClear.hi;
+    this.dbmLo = format.dbm.lo;
+    this.dbmHi = format.dbm.hi;
+    this.setHardwareUpdates(this.hwA, this.hwD);
+    this.pathTbl = new Float64Array(n);
+    this.pathIdx = new Int32Array(n);
+    this.root = this.allocTable(0);
+  }
+
+  /** After a success: the permissions (ACC_*) of the translation (intersected with stage 2's). */
+  get perms(): number {
+    return this.permsOf(this.pT0, this.pT1, this.pL0, this.pL1) & this.s2Perms;
+  }
+
+  /** After a success: the leaf's size in pages (the smaller of both stages' when nested). */
+  get leafPages(): number {
+    const p = this.pagesPer[this.leafIdx];
+    return this.s2Pages !== 0 && this.s2Pages < p ? this.s2Pages : p;
+  }
+
+  /** After a success: the format's number of the leaf's level. */
+  get leafLevel(): number {
+    return this.levelNumber[this.leafIdx];
+  }
+
+  /** Frames held by this engine's tables. */
+  get tablePages(): number {
+    return this.tableFrames;
+  }
+
+  /** Hardware accessed/dirty updates (VT-d: SSADE in the PASID entry; Arm: CD/STE HA and HD). */
+  setHardwareUpdates(accessed: boolean, dirty: boolean): void {
+    this.hwA = accessed;
+    this.hwD = dirty;
+    this.dbmWrite = dirty && (this.dbmLo | this.dbmHi) !== 0;
+    this.aTableHw = accessed ? this.aTable : 0;
+    this.aLeafHw = accessed ? this.aLeaf : 0;
+    this.aLeafFault = this.afFault && !accessed ? this.aLeaf : 0;
+  }
+
+  /**
+   * Nest this (stage-1) engine under a stage-2 engine: its table addresses and outputs are then
+   * guest-physical page numbers, each translated by `s2` and read from s2's memory (null: unnest).
+   */
+  setStage2(s2: PageTableEngine | null): void {
+    assert(s2 !== this, "an engine cannot nest under itself");
+    this.s2 = s2;
+    this.s2Pages = 0;
+    this.s2Perms = PERM_ALL;
+  }
+
+  // ---- translation: the hardware walk ---------------------------------------------------------
+
+  /**
+   * Translate input page vpn (an integer) for an access (ACC_* bits), as the hardware does on an IOTLB miss:
+   * returns the output page number, or -1 with `fault` / `faultLevel` / `faultStage` telling why.
+   * Sets accessed and dirty state when the hardware would. Allocates nothing.
+   *
+   * This is the fast path (one stage); nested engines and walk() take translateGeneric, which does
+   * the same checks in the same order (the model tests hold the two to the same answers).
+   */
+  translate(vpn: number, access: number): number {
+    if (this.s2 !== null) return this.translateNested(vpn, access);
+    if (!(vpn >= 0 && vpn < this.inputPages)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    const mem = this.mem;
+    const last = this.last;
+    // Input pages below 2^31 (IOVAs below 8 TiB) index with integer shifts: the shift of level l
+    // is shift0 - bpl*l (in 4 KiB pages); above, with a double's division.
+    const small = vpn <= 0x7fffffff;
+    const shift0 = this.shift0;
+    const bpl = this.bpl;
+    const idxMask = this.idxMask;
+    let tbl = this.root;
+    // "Bad" bits of the tables passed: grant bits that are clear, deny bits that are set.
+    let tLo = 0;
+    let tHi = 0;
+    let l = 0;
+    let f: Uint32Array;
+    let w: number;
+    let lo: number;
+    let hi: number;
+    for (; ; l++) {
+      const sh = shift0 - bpl * l;
+      const idx = (small ? (sh < 31 ? vpn >>> sh : 0) : Math.floor(vpn * this.scale[l])) & idxMask[l];
+      const g = mem.peekFrameU32(tbl + (idx >>> 9));
+      if (g === undefined) return this.setFault(FAULT_TRANSLATION, l);
+      f = g;
+      w = (idx & 511) << 1;
+      lo = f[w];
+      if ((lo & this.validLo) === 0) return this.setFault(FAULT_TRANSLATION, l);
+      hi = f[w + 1];
+      if (l === last || (lo & this.typeMask) === this.blockType) break;
+      tLo |= (this.gtLo & ~lo) | (this.dtLo & lo);
+      tHi |= (this.gtHi & ~hi) | (this.dtHi & hi);
+      if ((lo & this.aTableHw) !== this.aTableHw) f[w] = lo | this.aTableHw;
+      tbl = ((lo & this.addrLo) >>> 12) + (hi & this.addrHi) * TWO20;
+    }
+    if (l === last ? (lo & this.pageTypeMask) !== this.pageType : this.leafOk[l] === 0) return this.leafFault(l);
+    // The leaf's own bad bits, then the access: a bad bit in the masks of what it asks is a no.
+    const lLo = (this.glLo & ~lo) | (this.dlLo & lo);
+    const lHi = (this.glHi & ~hi) | (this.dlHi & hi);
+    const m = this.accMask;
+    const a = (access & 15) << 2;
+    if (((tLo & m[a]) | (tHi & m[a + 1]) | (lLo & m[a + 2]) | (lHi & m[a + 3])) !== 0 || (lo & this.aLeafFault) !== this.aLeafFault) {
+      return this.translateGeneric(vpn, access, null, true);
+    }
+    if ((lo & this.aLeafHw) !== this.aLeafHw || ((access & ACC_WRITE) !== 0 && this.hwD)) this.updateLeaf(f, w, access);
+    this.fault = FAULT_NONE;
+    this.leafIdx = l;
+    this.pT0 = tLo;
+    this.pT1 = tHi;
+    this.pL0 = lo;
+    this.pL1 = hi;
+    const pages = this.pagesPer[l];
+    return ((lo & this.leafAddrLo[l]) >>> 12) + (hi & this.addrHi) * TWO20 + (vpn & (pages - 1));
+  }
+
+  /**
+   * translate() for a nested (stage-1) engine: every table page and the output go through stage
+   * 2. The common case only; anything unusual (a fault, a hardware update) is redone by
+   * translateGeneric, which reports it precisely.
+   */
+  private translateNested(vpn: number, access: number): number {
+    const s2 = this.s2 as PageTableEngine;
+    if (!(vpn >= 0 && vpn < this.inputPages)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    const mem = s2.mem;
+    const last = this.last;
+    const small = vpn <= 0x7fffffff;
+    let tbl = this.root;
+    let tLo = 0;
+    let tHi = 0;
+    let l = 0;
+    let lo: number;
+    let hi: number;
+    for (; ; l++) {
+      const sh = this.shift0 - this.bpl * l;
+      const idx = (small ? (sh < 31 ? vpn >>> sh : 0) : Math.floor(vpn * this.scale[l])) & this.idxMask[l];
+      const hp = s2.translate(tbl + (idx >>> 9), ACC_READ);
+      const f = hp < 0 ? undefined : mem.peekFrameU32(hp);
+      if (f === undefined) return this.translateGeneric(vpn, access, null, true);
+      const w = (idx & 511) << 1;
+      lo = f[w];
+      hi = f[w + 1];
+      if ((lo & this.validLo) === 0) return this.setFault(FAULT_TRANSLATION, l);
+      if (l === last || (lo & this.typeMask) === this.blockType) break;
+      if ((lo & this.aTableHw) !== this.aTableHw) return this.translateGeneric(vpn, access, null, true);
+      tLo |= (this.gtLo & ~lo) | (this.dtLo & lo);
+      tHi |= (this.gtHi & ~hi) | (this.dtHi & hi);
+      tbl = ((lo & this.addrLo) >>> 12) + (hi & this.addrHi) * TWO20;
+    }
+    if (l === last ? (lo & this.pageTypeMask) !== this.pageType : this.leafOk[l] === 0) return this.leafFault(l);
+    const lLo = (this.glLo & ~lo) | (this.dlLo & lo);
+    const lHi = (this.glHi & ~hi) | (this.dlHi & hi);
+    const m = this.accMask;
+    const a = (access & 15) << 2;
+    if (
+      ((tLo & m[a]) | (tHi & m[a + 1]) | (lLo & m[a + 2]) | (lHi & m[a + 3])) !== 0 ||
+      (lo & this.aLeafFault) !== this.aLeafFault ||
+      (lo & this.aLeafHw) !== this.aLeafHw ||
+      ((access & ACC_WRITE) !== 0 && this.hwD && !this.isDirty(lo, hi))
+    ) {
+      return this.translateGeneric(vpn, access, null, true);
+    }
+    const pages = this.pagesPer[l];
+    const out = s2.translate(((lo & this.leafAddrLo[l]) >>> 12) + (hi & this.addrHi) * TWO20 + (vpn & (pages - 1)), access);
+    if (out < 0) return this.translateGeneric(vpn, access, null, true);
+    this.fault = FAULT_NONE;
+    this.leafIdx = l;
+    this.pT0 = tLo;
+    this.pT1 = tHi;
+    this.pL0 = lo;
+    this.pL1 = hi;
+    this.s2Pages = s2.leafPages;
+    this.s2Perms = s2.perms;
+    return out;
+  }
+
+  /** A bad leaf encoding at level l: a page descriptor of the wrong type, or a leaf where none may be. */
+  private leafFault(l: number): number {
+    return this.setFault(l === this.last ? FAULT_TRANSLATION : this.badLeafFault, l);
+  }
+
+  /** The hardware's accessed / dirty update of a leaf (entry words f[w], f[w+1]) that allowed access. */
+  private updateLeaf(f: Uint32Array, w: number, access: number): void {
+    let lo = f[w] | 0;
+    let hi = f[w + 1] | 0;
+    const tracked = (lo & this.dbmLo) === this.dbmLo && (hi & this.dbmHi) === this.dbmHi;
+    if (this.hwA) lo |= this.aLeaf;
+    if ((access & ACC_WRITE) !== 0 && this.hwD && tracked) {
+      lo = (lo | this.dSetLo) & ~this.dClrLo;
+      hi = (hi | this.dSetHi) & ~this.dClrHi;
+    }
+    if (lo !== (f[w] | 0)) f[w] = lo;
+    if (hi !== (f[w + 1] | 0)) f[w + 1] = hi;
+  }
+
+  /** Permissions (ACC_*) from the tables' bad bits and the leaf's words (see translate). */
+  private permsOf(tLo: number, tHi: number, lo: number, hi: number): number {
+    const m = this.pm;
+    const lLo = (this.glLo & ~lo) | (this.dlLo & lo);
+    const lHi = (this.glHi & ~hi) | (this.dlHi & hi);
+    let perms = 0;
+    for (let k = 0; k < 4; k++) {
+      const o = 8 + 4 * k;
+      if (((tLo & m[o]) | (tHi & m[o + 1]) | (lLo & m[o + 2]) | (lHi & m[o + 3])) === 0) perms |= 1 << k;
+    }
+    const tracked = (lo & this.dbmLo) === this.dbmLo && (hi & this.dbmHi) === this.dbmHi;
+    if (this.dbmWrite && tracked && ((tLo & m[12]) | (tHi & m[13])) === 0) perms |= ACC_WRITE;
+    return perms;
+  }
+
+  /**
+   * The walk with everything: stage-2 translation of every table and of the output (nested), the
+   * steps recorded when `steps` is given, hardware updates only when `update`.
+   */
+  private translateGeneric(vpn: number, access: number, steps: WalkStep[] | null, update: boolean): number {
+    if (!(Number.isSafeInteger(vpn) && vpn >= 0 && vpn < this.inputPages)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    const s2 = this.s2;
+    const mem = s2 === null ? this.mem : s2.mem;
+    let tbl = this.root;
+    let tLo = 0;
+    let tHi = 0;
+    for (let l = 0; ; l++) {
+      const idx = Math.floor(vpn * this.scale[l]) & this.idxMask[l];
+      const gp = tbl + (idx >>> 9);
+      const hp = s2 === null ? gp : s2.stage2(gp, ACC_READ, update);
+      if (hp < 0) return this.stage2Fault(gp);
+      const f = mem.peekFrameU32(hp);
+      const w = (idx & 511) << 1;
+      const lo = f === undefined ? 0 : f[w];
+      const hi = f === undefined ? 0 : f[w + 1];
+      let step: WalkStep | null = null;
+      if (steps !== null) {
+        const d = this.format.levels[l];
+        step = {
+          level: d.number,
+          name: d.name,
+          tablePa: tbl * 4096,
+          index: idx,
+          entryPa: gp * 4096 + (idx & 511) * 8,
+          hostEntryPa: hp * 4096 + (idx & 511) * 8,
+          lo: lo >>> 0,
+          hi: hi >>> 0,
+          kind: "invalid",
+        };
+        steps.push(step);
+      }
+      if (f === undefined || (lo & this.validLo) === 0) return this.setFault(FAULT_TRANSLATION, l);
+      if (l === this.last) {
+        if ((lo & this.pageTypeMask) !== this.pageType) return this.setFault(FAULT_TRANSLATION, l);
+      } else if ((lo & this.typeMask) !== this.blockType) {
+        if (step !== null) step.kind = "table";
+        tLo |= (this.gtLo & ~lo) | (this.dtLo & lo);
+        tHi |= (this.gtHi & ~hi) | (this.dtHi & hi);
+        if (update && this.hwA && (lo & this.aTable) !== this.aTable) {
+          if (!this.markWritable(gp)) return this.stage2Fault(gp);
+          f[w] = lo | this.aTable;
+        }
+        tbl = ((lo & this.addrLo) >>> 12) + (hi & this.addrHi) * TWO20;
+        continue;
+      } else if (this.leafOk[l] === 0) {
+        return this.setFault(this.badLeafFault, l);
+      }
+      if (step !== null) step.kind = "leaf";
+      const perms = this.permsOf(tLo, tHi, lo, hi);
+      const tracked = (lo & this.dbmLo) === this.dbmLo && (hi & this.dbmHi) === this.dbmHi;
+      const accessed = (lo & this.aLeaf) === this.aLeaf;
+      if (!accessed && this.afFault && !this.hwA) return this.setFault(FAULT_ACCESS_FLAG, l);
+      if ((access & ~perms) !== 0) return this.setFault(FAULT_PERMISSION, l);
+      if (update && ((!accessed && this.hwA) || ((access & ACC_WRITE) !== 0 && this.hwD && tracked && !this.isDirty(lo, hi)))) {
+        if (!this.markWritable(gp)) return this.stage2Fault(gp);
+        this.updateLeaf(f, w, access);
+      }
+      const pages = this.pagesPer[l];
+      let ppn = ((lo & this.leafAddrLo[l]) >>> 12) + (hi & this.addrHi) * TWO20 + (vpn & (pages - 1));
+      let s2Pages = 0;
+      let s2Perms = PERM_ALL;
+      if (s2 !== null) {
+        const out = s2.stage2(ppn, access, update);
+        if (out < 0) return this.stage2Fault(ppn);
+        s2Perms = s2.perms;
+        s2Pages = s2.leafPages;
+        ppn = out;
+      }
+      this.fault = FAULT_NONE;
+      this.leafIdx = l;
+      this.s2Pages = s2Pages;
+      this.s2Perms = s2Perms;
+      this.pT0 = tLo;
+      this.pT1 = tHi;
+      this.pL0 = lo;
+      this.pL1 = hi;
+      return ppn;
+    }
+  }
+
+  /** This engine as the second stage of another: translate, with or without hardware updates. */
+  private stage2(gpn: number, access: number, update: boolean): number {
+    return update ? this.translate(gpn, access) : this.translateGeneric(gpn, access, null, false);
+  }
+
+  /** Nested: the hardware's accessed/dirty updates to a stage-1 entry are writes, which stage 2 must allow. */
+  private markWritable(entryGpn: number): boolean {
+    const s2 = this.s2;
+    return s2 === null || s2.translate(entryGpn, ACC_WRITE) >= 0;
+  }
+
+  private setFault(kind: number, l: number): number {
+    this.fault = kind;
+    this.faultLevel = l < 0 ? -1 : this.levelNumber[l];
+    this.faultStage = 1;
+    this.faultGpn = -1;
+    return -1;
+  }
+
+  private stage2Fault(gpn: number): number {
+    const s2 = this.s2 as PageTableEngine;
+    this.fault = s2.fault;
+    this.faultLevel = s2.faultLevel;
+    this.faultStage = 2;
+    this.faultGpn = gpn;
+    return -1;
+  }
+
+  /**
+   * Walk input page vpn and report every level's entry (tests, visualizer). With `access` the
+   * permission check is made as translate makes it; `update` also applies the hardware's
+   * accessed/dirty updates (off by default: a walk for display changes nothing).
+   */
+  walk(vpn: number, access = 0, update = false): WalkResult {
+    const steps: WalkStep[] = [];
+    const ppn = this.translateGeneric(vpn, access, steps, update);
+    return ppn < 0
+      ? { steps, fault: this.fault, faultLevel: this.faultLevel, faultStage: this.faultStage, ppn, leafPages: 0, leafLevel: -1, perms: 0 }
+      : { steps, fault: FAULT_NONE, faultLevel: -1, faultStage: 1, ppn, leafPages: this.leafPages, leafLevel: this.leafLevel, perms: this.perms };
+  }
+
+  // ---- building: map ------------------------------------------------------------------------------
+
+  /**
+   * Map [vpn, vpn+npages) to [ppn, ppn+npages) with prot (PT_*), using at each step the largest
+   * leaf the format allows and both addresses' alignment permits. Anything already mapped in the
+   * range: EEXIST, and nothing of this call stays mapped. Bad ranges and prot: EINVAL.
+   */
+  map(vpn: number, ppn: number, npages: number, prot: number): void {
+    this.checkRange(vpn, npages);
+    const gp = this.granulePages;
+    if (!(Number.isSafeInteger(ppn) && ppn >= 0 && ppn % gp === 0 && ppn + npages <= this.outputPages)) {
+      fail("EINVAL", `output page ${ppn} +${npages} is unaligned or beyond ${this.format.outputBits} bits`);
+    }
+    if ((prot & (PT_READ | PT_WRITE)) === 0) fail("EINVAL", "a mapping must allow reads or writes");
+    this.encode(prot);
+    const aLo = this.encLo;
+    const aHi = this.encHi;
+    if (((aLo | this.leafTypeLo[this.last]) & this.validLo) === 0) fail("EINVAL", `prot ${prot} makes no valid entry`);
+    const mem = this.mem;
+    let done = 0;
+    while (done < npages) {
+      const v = vpn + done;
+      const p = ppn + done;
+      const rem = npages - done;
+      let tbl = this.root;
+      for (let l = 0; ; l++) {
+        const size = this.pagesPer[l];
+        const idx = Math.floor(v * this.scale[l]) & this.idxMask[l];
+        if (this.leafOk[l] === 1 && rem >= size && ((v | p) & (size - 1)) === 0) {
+          const want = Math.min(this.entries[l] - idx, Math.floor(rem / size));
+          const placed = this.placeLeaves(tbl, l, idx, want, p, aLo | this.leafTypeLo[l], aHi | this.leafTypeHi[l]);
+          done += placed * size;
+          if (placed < want) this.unwindMap(vpn, done, v + placed * size);
+          break;
+        }
+        const f = mem.frameU32(tbl + (idx >>> 9));
+        const w = (idx & 511) << 1;
+        const lo = f[w];
+        if ((lo & this.validLo) === 0) {
+          const nt = this.allocTable(l + 1);
+          f[w] = this.tableLo | ((nt & 0xfffff) << 12);
+          f[w + 1] = this.tableHi | Math.floor(nt / TWO20);
+          this.live.set(tbl, (this.live.get(tbl) as number) + 1);
+          tbl = nt;
+        } else if ((lo & this.typeMask) === this.blockType) {
+          this.unwindMap(vpn, done, v);
+        } else {
+          tbl = ((lo & this.addrLo) >>> 12) + (f[w + 1] & this.addrHi) * TWO20;
+        }
+      }
+    }
+  }
+
+  private unwindMap(vpn: number, done: number, at: number): never {
+    if (done > 0) this.unmap(vpn, done);
+    fail("EEXIST", `input page ${at} is already mapped`);
+  }
+
+  /** Write up to n leaves from entry idx of table tbl; stops at an occupied entry. Returns how many. */
+  private placeLeaves(tbl: number, l: number, idx: number, n: number, p: number, lo0: number, hi0: number): number {
+    const mem = this.mem;
+    const size = this.pagesPer[l];
+    const validLo = this.validLo;
+    const live = this.live.get(tbl) as number;
+    // The output page number as 20 low bits (address bits 31:12) and the rest (bits 51:32).
+    let pLo = p % TWO20;
+    let pHi = (p - pLo) / TWO20;
+    let f = mem.frameU32(tbl + (idx >>> 9));
+    let k = 0;
+    for (; k < n; k++) {
+      const i = idx + k;
+      if ((i & 511) === 0 && k > 0) f = mem.frameU32(tbl + (i >>> 9));
+      const w = (i & 511) << 1;
+      if (live !== 0 && (f[w] & validLo) !== 0) break;
+      f[w] = lo0 | (pLo << 12);
+      f[w + 1] = hi0 | pHi;
+      pLo += size;
+      if (pLo >= TWO20) {
+        pLo -= TWO20;
+        pHi++;
+      }
+    }
+    if (k > 0) this.live.set(tbl, live + k);
+    return k;
+  }
+
+  /** Leaf attribute bits for prot (without type and address) into encLo/encHi. */
+  private encode(prot: number): void {
+    const f = this.format;
+    if ((prot & PT_MMIO) !== 0) prot &= ~PT_CACHE;
+    let lo = f.leafAlways.lo;
+    let hi = f.leafAlways.hi;
+    for (const r of f.protRules) {
+      const b = (prot & r.prot) !== 0 ? r.set : r.clear;
+      lo |= b.lo;
+      hi |= b.hi;
+    }
+    if (this.useDbm && (prot & PT_WRITE) !== 0) {
+      lo |= this.dbmLo;
+      hi |= this.dbmHi;
+      if ((prot & PT_DIRTY) === 0) {
+        // Writable-clean: the hardware makes it dirty (writable) on the first write.
+        lo = (lo & ~this.dSetLo) | this.dClrLo;
+        hi = (hi & ~this.dSetHi) | this.dClrHi;
+      }
+    }
+    this.encLo = lo;
+    this.encHi = hi;
+  }
+
+  // ---- tearing down: unmap ------------------------------------------------------------------------
+
+  /**
+   * Remove every mapping in [vpn, vpn+npages). A large leaf the range only partly covers is split
+   * into a table of smaller leaves first, so the rest of it stays mapped. Holes are skipped.
+   * Tables left empty are freed. Returns the number of pages that were mapped.
+   */
+  unmap(vpn: number, npages: number): number {
+    this.checkRange(vpn, npages);
+    const mem = this.mem;
+    const end = vpn + npages;
+    let v = vpn;
+    let total = 0;
+    while (v < end) {
+      let tbl = this.root;
+      for (let l = 0; ; l++) {
+        const idx = Math.floor(v * this.scale[l]) & this.idxMask[l];
+        this.pathTbl[l] = tbl;
+        this.pathIdx[l] = idx;
+        const size = this.pagesPer[l];
+        const base = Math.floor(v / size) * size;
+        const f = mem.frameU32(tbl + (idx >>> 9));
+        const w = (idx & 511) << 1;
+        const lo = f[w];
+        if ((lo & this.validLo) === 0) {
+          v = Math.min(end, base + size);
+          break;
+        }
+        if (l !== this.last && (lo & this.typeMask) !== this.blockType) {
+          tbl = ((lo & this.addrLo) >>> 12) + (f[w + 1] & this.addrHi) * TWO20;
+          continue;
+        }
+        if (v !== base || end - v < size) {
+          assert(l !== this.last, "unmap: a granule cut in half");
+          tbl = this.split(f, w, l);
+          continue;
+        }
+        const n = this.entries[l];
+        if (idx === 0 && l === this.last && l > 0 && end - v >= n * size) {
+          // The range covers this whole last-level table: free it without clearing its entries.
+          const c = this.live.get(tbl) as number;
+          total += c * size;
+          v += n * size;
+          this.release(l, c);
+          break;
+        }
+        // Clear the run of whole leaves (skipping holes) this table holds in the range.
+        const validLo = this.validLo;
+        let g = f;
+        let i = idx;
+        let cleared = 0;
+        while (i < n && end - v >= size) {
+          if ((i & 511) === 0 && i !== idx) g = mem.frameU32(tbl + (i >>> 9));
+          const x = (i & 511) << 1;
+          const e = g[x];
+          if ((e & validLo) !== 0) {
+            if (l !== this.last && (e & this.typeMask) !== this.blockType) break;
+            g[x] = 0;
+            g[x + 1] = 0;
+            cleared++;
+          }
+          i++;
+          v += size;
+        }
+        total += cleared * size;
+        if (cleared > 0) this.release(l, cleared);
+        break;
+      }
+    }
+    return total;
+  }
+
+  /** Replace the large leaf at (f, w), level l, by a table of leaves one level down; returns it. */
+  private split(f: Uint32Array, w: number, l: number): number {
+    const lo = f[w];
+    const hi = f[w + 1];
+    const c = l + 1;
+    assert(this.leafOk[c] === 1, "split: no leaves one level down");
+    const nt = this.allocTable(c);
+    const mem = this.mem;
+    const cLo = (lo & this.attrLo) | this.leafTypeLo[c];
+    const cHi = (hi & this.attrHi) | this.leafTypeHi[c];
+    const size = this.pagesPer[c];
+    let pLo = (lo & this.leafAddrLo[l]) >>> 12;
+    let pHi = hi & this.addrHi;
+    const n = this.entries[c];
+    let g = mem.frameU32(nt);
+    for (let i = 0; i < n; i++) {
+      if ((i & 511) === 0 && i > 0) g = mem.frameU32(nt + (i >>> 9));
+      const x = (i & 511) << 1;
+      g[x] = cLo | (pLo << 12);
+      g[x + 1] = cHi | pHi;
+      pLo += size;
+      if (pLo >= TWO20) {
+        pLo -= TWO20;
+        pHi++;
+      }
+    }
+    this.live.set(nt, n);
+    f[w] = this.tableLo | ((nt & 0xfffff) << 12);
+    f[w + 1] = this.tableHi | Math.floor(nt / TWO20);
+    return nt;
+  }
+
+  /** `cleared` entries went from the table at pathTbl[l]: free it and its parents as they empty. */
+  private release(l: number, cleared: number): void {
+    let t = this.pathTbl[l];
+    let c = (this.live.get(t) as number) - cleared;
+    while (l > 0 && c === 0) {
+      this.live.delete(t);
+      this.freeTable(t, l);
+      l--;
+      t = this.pathTbl[l];
+      const idx = this.pathIdx[l];
+      const f = this.mem.frameU32(t + (idx >>> 9));
+      const w = (idx & 511) << 1;
+      f[w] = 0;
+      f[w + 1] = 0;
+      c = (this.live.get(t) as number) - 1;
+    }
+    this.live.set(t, c);
+  }
+
+  // ---- dirty tracking -------------------------------------------------------------------------------
+
+  /**
+   * Report the dirty pages of [vpn, vpn+npages) and make their leaves clean (unless noClear): VT-d
+   * and x86 clear D; Arm DBM leaves become writable-clean (read-only until the hardware's next
+   * write). A dirty large leaf is reported clipped to the range but cleaned whole, as Linux does.
+   * `record(vpn, npages)` is called per dirty leaf piece; returns the dirty page count.
+   */
+  readAndClearDirty(vpn: number, npages: number, record: ((vpn: number, npages: number) => void) | null = null, noClear = false): number {
+    this.checkRange(vpn, npages);
+    const mem = this.mem;
+    const end = vpn + npages;
+    let v = vpn;
+    let total = 0;
+    while (v < end) {
+      let tbl = this.root;
+      for (let l = 0; ; l++) {
+        const idx = Math.floor(v * this.scale[l]) & this.idxMask[l];
+        const size = this.pagesPer[l];
+        const base = Math.floor(v / size) * size;
+        const f = mem.frameU32(tbl + (idx >>> 9));
+        const w = (idx & 511) << 1;
+        const lo = f[w];
+        if ((lo & this.validLo) === 0) {
+          v = Math.min(end, base + size);
+          break;
+        }
+        if (l !== this.last && (lo & this.typeMask) !== this.blockType) {
+          tbl = ((lo & this.addrLo) >>> 12) + (f[w + 1] & this.addrHi) * TWO20;
+          continue;
+        }
+        const n = this.entries[l];
+        let g = f;
+        let i = idx;
+        let at = base;
+        while (i < n && at < end) {
+          if ((i & 511) === 0 && i !== idx) g = mem.frameU32(tbl + (i >>> 9));
+          const x = (i & 511) << 1;
+          const elo = g[x];
+          if ((elo & this.validLo) !== 0) {
+            if (l !== this.last && (elo & this.typeMask) !== this.blockType) break;
+            const ehi = g[x + 1];
+            if (this.isDirty(elo, ehi)) {
+              const s = Math.max(at, vpn);
+              const e = Math.min(at + size, end);
+              total += e - s;
+              if (record !== null) record(s, e - s);
+              if (!noClear) {
+                g[x] = (elo & ~this.dSetLo) | this.dClrLo;
+                g[x + 1] = (ehi & ~this.dSetHi) | this.dClrHi;
+              }
+            }
+          }
+          i++;
+          at += size;
+        }
+        v = Math.max(v, at);
+        break;
+      }
+    }
+    return total;
+  }
+
+  private isDirty(lo: number, hi: number): boolean {
+    return (
+      (lo & this.dSetLo) === this.dSetLo &&
+      (hi & this.dSetHi) === this.dSetHi &&
+      (lo & this.dClrLo) === 0 &&
+      (hi & this.dClrHi) === 0 &&
+      (lo & this.dbmLo) === this.dbmLo &&
+      (hi & this.dbmHi) === this.dbmHi
+    );
+  }
+
+  // ---- lifetime ---------------------------------------------------------------------------------------
+
+  /** Free every table, the root included. The engine cannot be used afterwards. */
+  destroy(): void {
+    if (this.destroyed) return;
+    const mem = this.mem;
+    let l = 0;
+    this.pathTbl[0] = this.root;
+    this.pathIdx[0] = 0;
+    while (l >= 0) {
+      const t = this.pathTbl[l];
+      const idx = this.pathIdx[l];
+      if (l === this.last || idx >= this.entries[l]) {
+        this.freeTable(t, l);
+        this.live.delete(t);
+        l--;
+        if (l >= 0) this.pathIdx[l]++;
+        continue;
+      }
+      const f = mem.frameU32(t + (idx >>> 9));
+      const w = (idx & 511) << 1;
+      const lo = f[w];
+      if ((lo & this.validLo) !== 0 && (lo & this.typeMask) !== this.blockType) {
+        l++;
+        this.pathTbl[l] = ((lo & this.addrLo) >>> 12) + (f[w + 1] & this.addrHi) * TWO20;
+        this.pathIdx[l] = 0;
+      } else {
+        this.pathIdx[l]++;
+      }
+    }
+    this.destroyed = true;
+  }
+
+  private allocTable(l: number): number {
+    const frames = this.frames[l];
+    const t = this.mem.allocTable(frames);
+    this.tableFrames += frames;
+    this.live.set(t, 0);
+    return t;
+  }
+
+  private freeTable(t: number, l: number): void {
+    const frames = this.frames[l];
+    this.mem.freeTable(t, frames);
+    this.tableFrames -= frames;
+  }
+
+  private checkRange(vpn: number, npages: number): void {
+    assert(!this.destroyed, "page table used after destroy");
+    const gp = this.granulePages;
+    if (!(Number.isSafeInteger(vpn) && Number.isSafeInteger(npages) && vpn >= 0 && npages >= 0 && vpn % gp === 0 && npages % gp === 0)) {
+      fail("EINVAL", `input range ${vpn} +${npages} is not whole ${gp * 4} KiB granules`);
+    }
+    if (vpn + npages > this.inputPages) fail("EINVAL", `input range ${vpn} +${npages} beyond ${this.format.inputBits} bits`);
+  }
+}
+
+function fillPerms(m: Int32Array, t: PermRules, l: PermRules): void {
+  for (const [base, r] of [[0, t], [4, l]] as const) {
+    for (let k = 0; k < 4; k++) {
+      const g = r.grant[k];
+      const d = r.deny[k];
+      assert((g.lo & (g.lo - 1)) === 0 && (g.hi & (g.hi - 1)) === 0 && (g.lo === 0 || g.hi === 0), "grant: one bit");
+      m[base] |= g.lo;
+      m[base + 1] |= g.hi;
+      m[base + 2] |= d.lo;
+      m[base + 3] |= d.hi;
+      const o = 8 + 4 * k + (base === 0 ? 0 : 2);
+      m[o] |= g.lo | d.lo;
+      m[o + 1] |= g.hi | d.hi;
+    }
+    assert((m[base] & m[base + 2]) === 0 && (m[base + 1] & m[base + 3]) === 0, "grant and deny bits overlap");
+  }
+}
