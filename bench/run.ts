@@ -5,6 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import * as S from "../src/index.js";
+import { benchWalk4Level, benchWalkNested } from "../src/hw/index.js";
 
 const GiB = 1024 * 1024 * 1024;
 const RW = S.IOMMU_IOAS_MAP_READABLE | S.IOMMU_IOAS_MAP_WRITEABLE | S.IOMMU_IOAS_MAP_FIXED_IOVA;
@@ -142,7 +143,66 @@ function mapLazy64g(): { us: number; pinned: number } {
   return { us: median(xs), pinned: p.mm.pinnedVm + (host.phys.framesInUse - framesBefore) };
 }
 
-function main(): void {
+/**
+ * Through the preload shim (issue 3): ioctl_roundtrip_us, the median round trip of IOMMU_DESTROY of
+ * a bad id measured by bench/c/roundtrip.c under a server in this process, and shim_map_1g_ratio,
+ * 1 GiB IOAS_MAP+UNMAP through the shim (bench/c/map1g.c) ÷ the same in-process. Null when the
+ * shim cannot be built here (no C compiler).
+ */
+async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; shim_map_1g_ratio: number | null }> {
+  const none = { ioctl_roundtrip_us: null, shim_map_1g_ratio: null };
+  const { ensureNative, packageRoot, shimPath } = await import("../src/cli/native.js");
+  if ((await ensureNative(true)) !== null) return none;
+  const { execFileSync, spawn } = await import("node:child_process");
+  const fs = await import("node:fs");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const { SoftiommuServer } = await import("../src/server/index.js");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "softiommu-bench-"));
+  try {
+    const bin = (name: string): string => {
+      const out = path.join(dir, name);
+      execFileSync("cc", ["-O2", "-I", path.join(packageRoot, "include"), "-o", out, path.join(packageRoot, "bench", "c", `${name}.c`)]);
+      return out;
+    };
+    const rt = bin("roundtrip");
+    const m1g = bin("map1g");
+    const sock = path.join(dir, "sock");
+    const server = new SoftiommuServer();
+    await server.listen(sock);
+    const runIt = (prog: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const c = spawn(prog, [], { env: { ...process.env, LD_PRELOAD: shimPath, SOFTIOMMU_SOCKET: sock }, stdio: ["ignore", "pipe", "inherit"] });
+        let out = "";
+        c.stdout.on("data", (d: Buffer) => (out += d.toString()));
+        c.once("error", reject);
+        c.once("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${prog} exited with ${code}`))));
+      });
+    const rtOut = await runIt(rt);
+    const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g))?.[1]);
+    await server.close();
+    // the same 1 GiB map + unmap in-process (MAP_SHARED|MAP_ANONYMOUS memory, one mock domain)
+    const { buf, ctx, ioas } = setup(true, GiB);
+    const xs: number[] = [];
+    for (let i = 0; i <= 15; i++) {
+      const t0 = performance.now();
+      ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova: 1n << 24n });
+      ctx.ioasUnmap({ ioas_id: ioas, iova: 1n << 24n, length: BigInt(GiB) });
+      if (i > 0) xs.push(performance.now() - t0);
+    }
+    return {
+      ioctl_roundtrip_us: Number(/median_us ([\d.]+)/.exec(rtOut)?.[1]),
+      shim_map_1g_ratio: +(shimMs / median(xs)).toFixed(3),
+    };
+  } catch (e) {
+    process.stderr.write(`bench: shim figures failed: ${(e as Error).message}\n`);
+    return none;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
   const json = process.argv.includes("--json");
   const lazy = mapLazy64g();
   const frag = mapUnmapFragmented(GiB / 4);
@@ -152,12 +212,15 @@ function main(): void {
     map_bytes_per_page_4k_cold: +mapBytesPerPageCold().toFixed(3),
     map_lazy_64g_us: +lazy.us.toFixed(3),
     map_lazy_64g_pages_touched: lazy.pinned,
+    walk_4level_ns: +benchWalk4Level(() => performance.now()).toFixed(2),
+    walk_nested_ns: +benchWalkNested(() => performance.now()).toFixed(2),
     map_unmap_4k_fragmented_ns_per_page: +frag.nsPerPage.toFixed(3),
     map_bytes_per_page_4k_fragmented: +frag.bytesPerPage.toFixed(3),
     gc_exposed: typeof (globalThis as { gc?: unknown }).gc === "function",
+    ...(await shimFigures()),
   };
   if (json) console.log(JSON.stringify(out));
   else for (const [k, v] of Object.entries(out)) console.log(`${k.padEnd(32)} ${v}`);
 }
 
-main();
+await main();

@@ -18,6 +18,7 @@ export const Errno = {
   EEXIST: 17,
   ENODEV: 19,
   EINVAL: 22,
+  EMFILE: 24,
   ENOTTY: 25,
   ENOSPC: 28,
   ESPIPE: 29,

@@ -19,16 +19,49 @@ interface Slot {
   file: IommufdFile;
 }
 
+/**
+ * How a table that mirrors a real process's fds (server/) numbers and closes them: the number an
+ * fd gets is the one the real process got, and an fd the model closes (an ioctl undoing what it
+ * created) is closed in the real process too.
+ */
+export interface FdNumbering {
+  /** The number for a new fd (throws IommuError, e.g. EMFILE, when none can be had). */
+  allocate(file: IommufdFile): number;
+  /** The model closed fd. */
+  closed(fd: number, file: IommufdFile): void;
+}
+
 /** An fd table: lowest free number first, from 3 (0-2 are stdio). Shared slots model dup(). */
 export class FdTable implements ProcessAttachment {
   private readonly fds = new Map<number, Slot>();
+  /** Null: numbers are the lowest free. Set: see FdNumbering. */
+  numbering: FdNumbering | null = null;
 
   install(file: IommufdFile): number {
+    if (this.numbering) {
+      const n = this.numbering.allocate(file);
+      this.installAt(n, file);
+      return n;
+    }
     let fd = 3;
     while (this.fds.has(fd)) fd++;
     this.fds.set(fd, { file });
     holders.set(file, (holders.get(file) ?? 0) + 1);
     return fd;
+  }
+
+  /** Put file at number fd, first dropping whatever the slot held (dup2 semantics). */
+  installAt(fd: number, file: IommufdFile): void {
+    if (this.fds.has(fd)) this.forget(fd);
+    this.fds.set(fd, { file });
+    holders.set(file, (holders.get(file) ?? 0) + 1);
+  }
+
+  /** The numbers at which this table holds file. */
+  fdsOf(file: IommufdFile): number[] {
+    const out: number[] = [];
+    for (const [fd, s] of this.fds) if (s.file === file) out.push(fd);
+    return out;
   }
 
   get(fd: number): IommufdFile | undefined {
@@ -44,6 +77,14 @@ export class FdTable implements ProcessAttachment {
   close(fd: number): void {
     const s = this.fds.get(fd);
     if (!s) fail("EBADF", "bad file descriptor");
+    this.numbering?.closed(fd, s.file);
+    this.forget(fd);
+  }
+
+  /** Drop slot fd without telling the numbering (the real fd is already gone); releases on the last holder. */
+  forget(fd: number): void {
+    const s = this.fds.get(fd);
+    if (!s) fail("EBADF", "bad file descriptor");
     this.fds.delete(fd);
     const h = (holders.get(s.file) ?? 1) - 1;
     if (h === 0) {
@@ -54,7 +95,7 @@ export class FdTable implements ProcessAttachment {
 
   /** Close everything (process exit). */
   closeAll(): void {
-    for (const fd of [...this.fds.keys()]) this.close(fd);
+    for (const fd of [...this.fds.keys()]) this.forget(fd);
   }
 
   get size(): number {

@@ -98,6 +98,12 @@ export class Mm {
   /** @internal Hugetlb pages reserved for private mappings and not yet allocated: vpn ranges, value = page shift. */
   readonly resv = new ExtentMap(false);
   private live = true;
+  /**
+   * Null, or asked to add the VMAs of [vpn, vpn+n) before a fault fails on an address no VMA
+   * covers. The server/ mirror of a real process learns the program's mappings this way (from its
+   * /proc/self/maps), since glibc's own mmaps bypass the preload shim.
+   */
+  onMissing: ((vpn: number, n: number) => void) | null = null;
 
   /** @internal Created by Process. */
   constructor(private readonly host: Host) {}
@@ -324,9 +330,18 @@ export class Mm {
     const pieces: [Vma, number, number][] = [];
     let i = this.upper(vpn);
     let cur = vpn;
+    let asked = false;
     while (cur < end) {
       const v = this.vmas[i];
-      if (!v || v.start > cur) fail("EFAULT", `address ${hex(cur)} is not mapped`);
+      if (!v || v.start > cur) {
+        if (this.onMissing && !asked) {
+          asked = true;
+          this.onMissing(cur, end - cur);
+          i = this.upper(cur);
+          continue;
+        }
+        fail("EFAULT", `address ${hex(cur)} is not mapped`);
+      }
       if (!(v.prot & (write ? PROT_WRITE : cpu ? PROT_READ | PROT_WRITE | PROT_EXEC : PROT_READ)))
         fail("EFAULT", `address ${hex(cur)} is not ${write ? "writable" : "readable"}`);
       const e = Math.min(end, v.end);

@@ -13,6 +13,12 @@
 import { assert } from "../errno.js";
 import { ExtentMap, type PfnRuns } from "../util/extent-map.js";
 
+/** See PhysMem.contents: bytes [off, off+len) of one frame, or null / false to use the model's copy. */
+export interface FrameContents {
+  read(pfn: number, off: number, len: number): Uint8Array | null;
+  write(pfn: number, off: number, data: Uint8Array): boolean;
+}
+
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
 
@@ -33,12 +39,28 @@ export class PhysMem {
   private readonly compound = new ExtentMap(false);
   /** Materialized contents of written frames. */
   private readonly data = new Map<number, Uint8Array>();
+  /**
+   * Cached hardware views of materialized frames (Uint32Array over the same bytes as `data`),
+   * indexed by pfn - FIRST_PFN; grown in place (never replaced) and cleared when contents drop.
+   */
+  private readonly views: (Uint32Array | undefined)[] = [];
   /** Called when a whole huge page of `frames` frames is freed (hugetlb pool bookkeeping). */
   onHugeFree: ((frames: number) => void) | null = null;
+  /**
+   * Null, or where frame contents really live: server/ routes device reads and writes of frames
+   * that a real process maps to that process's memory. Frames it declines use the model's copy.
+   */
+  contents: FrameContents | null = null;
+  private pinned = 0;
 
   /** Frames referenced by something (mapping, page cache, pin). */
   get framesInUse(): number {
     return this.inUse;
+  }
+
+  /** Frames with at least one long-term pin. */
+  get framesPinned(): number {
+    return this.pinned;
   }
 
   /** Frames whose contents are materialized (for tests: checks that freed contents are dropped). */
@@ -76,6 +98,37 @@ export class PhysMem {
   /** Read physical bytes [pa, pa+length); may cross frames; unwritten frames read as zeros. */
   read(pa: number, length: number): Uint8Array {
     checkRange(pa, length);
+    if (this.contents && length > 0) return this.readVia(this.contents, pa, length);
+    return this.readOwn(pa, length);
+  }
+
+  /** read() / write() frame by frame through the contents hook, falling back to the model's copy. */
+  private readVia(c: FrameContents, pa: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    for (let off = 0; off < length; ) {
+      const pfn = Math.floor((pa + off) / PAGE_SIZE);
+      const inFrame = pa + off - pfn * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - inFrame, length - off);
+      out.set(c.read(pfn, inFrame, n) ?? this.readOwn(pa + off, n), off);
+      off += n;
+    }
+    return out;
+  }
+
+  private writeVia(c: FrameContents, pa: number, data: Uint8Array): void {
+    for (let off = 0; off < data.length; ) {
+      const pfn = Math.floor((pa + off) / PAGE_SIZE);
+      const inFrame = pa + off - pfn * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - inFrame, data.length - off);
+      const part = data.subarray(off, off + n);
+      if (!c.write(pfn, inFrame, part)) this.writeOwn(pa + off, part);
+      off += n;
+    }
+  }
+
+  /** The model's own copy of physical bytes, whatever the contents hook says. */
+  readOwn(pa: number, length: number): Uint8Array {
+    checkRange(pa, length);
     const out = new Uint8Array(length);
     if (length === 0 || this.data.size === 0) return out;
     const first = Math.floor(pa / PAGE_SIZE);
@@ -100,6 +153,13 @@ export class PhysMem {
   /** Write physical bytes at pa; materializes the touched frames. */
   write(pa: number, data: Uint8Array): void {
     checkRange(pa, data.length);
+    if (this.contents && data.length > 0) return this.writeVia(this.contents, pa, data);
+    this.writeOwn(pa, data);
+  }
+
+  /** Store into the model's own copy, whatever the contents hook says. */
+  writeOwn(pa: number, data: Uint8Array): void {
+    checkRange(pa, data.length);
     let off = 0;
     while (off < data.length) {
       const a = pa + off;
@@ -114,6 +174,47 @@ export class PhysMem {
       frame.set(data.subarray(off, off + n), inFrame);
       off += n;
     }
+  }
+
+  /**
+   * A frame's contents as 1024 32-bit words in host (little-endian) order, for hardware models that
+   * read and write page-table entries in place. Materializes the frame on first use; the view is
+   * cached and aliases the bytes that read() and write() see.
+   */
+  frameU32(pfn: number): Uint32Array {
+    const i = pfn - FIRST_PFN;
+    if (i >= 0 && i < this.views.length) {
+      const v = this.views[i];
+      if (v !== undefined) return v;
+    }
+    return this.makeView(pfn, true) as Uint32Array;
+  }
+
+  /** Like frameU32 but never materializes: undefined for a frame that reads as zeros. */
+  peekFrameU32(pfn: number): Uint32Array | undefined {
+    const i = pfn - FIRST_PFN;
+    if (i >= 0 && i < this.views.length) {
+      const v = this.views[i];
+      if (v !== undefined) return v;
+    }
+    return this.makeView(pfn, false);
+  }
+
+  private makeView(pfn: number, create: boolean): Uint32Array | undefined {
+    const i = pfn - FIRST_PFN;
+    let frame = this.data.get(pfn);
+    if (!frame) {
+      if (!create) return undefined;
+      this.idx(pfn, 1);
+      frame = new Uint8Array(PAGE_SIZE);
+      this.data.set(pfn, frame);
+    }
+    const v = new Uint32Array(frame.buffer, frame.byteOffset, PAGE_SIZE / 4);
+    if (i >= 0 && pfn < this.next) {
+      while (this.views.length <= i) this.views.push(undefined);
+      this.views[i] = v;
+    }
+    return v;
   }
 
   /** Copy the contents of frame srcPfn into frame dstPfn. */
@@ -185,6 +286,7 @@ export class PhysMem {
       if (arr[i] === 0 && other[i] === 0) this.inUse++;
       arr[i]++;
     }
+    if (arr === this.pinCnt) for (let i = i0; i < i0 + count; i++) if (arr[i] === 1) this.pinned++;
   }
 
   private dec(arr: Int32Array, pfn: number, count: number, what: string): void {
@@ -194,6 +296,7 @@ export class PhysMem {
     for (let i = i0; i < i0 + count; i++) {
       if (arr[i] <= 0) assert(false, `${what} of frames that are not held (pfn ${pfn} +${count})`);
       arr[i]--;
+      if (arr[i] === 0 && arr === this.pinCnt) this.pinned--;
       const freed = arr[i] === 0 && other[i] === 0;
       if (freed) {
         this.inUse--;
@@ -292,7 +395,11 @@ export class PhysMem {
   private dropContents(pfn: number, count: number): void {
     const gone: number[] = [];
     this.forMaterialized(pfn, count, (p) => gone.push(p));
-    for (const p of gone) this.data.delete(p);
+    for (const p of gone) {
+      this.data.delete(p);
+      const i = p - FIRST_PFN;
+      if (i >= 0 && i < this.views.length) this.views[i] = undefined;
+    }
   }
 }
 

@@ -16,11 +16,23 @@ export interface ProcessAttachment {
   exit(): void;
 }
 
+/**
+ * Where the CPU loads and stores of a process go when it mirrors a real process (server/: the
+ * program's own memory, reached through the preload shim). Throws IommuError EFAULT for an
+ * address the real process cannot access.
+ */
+export interface UserMemory {
+  read(addr: number, length: number): Uint8Array;
+  write(addr: number, data: Uint8Array): void;
+}
+
 export class Process {
   readonly mm: Mm;
   private live = true;
   /** Attachments by key (one per upper-layer kind). */
   readonly attachments = new Map<string, ProcessAttachment>();
+  /** Null: loads and stores use the simulated memory. Set: they go to a real process (not inherited by fork). */
+  memory: UserMemory | null = null;
 
   /** @internal Use Host.spawn or Process.fork. */
   constructor(
@@ -94,6 +106,7 @@ export class Process {
     this.checkAlive();
     if (!Number.isSafeInteger(addr) || addr < 0) fail("EFAULT", `bad address ${addr}`);
     if (!Number.isSafeInteger(length) || length < 0) fail("EINVAL", `bad length ${length}`);
+    if (this.memory) return this.memory.read(addr, length);
     return this.mm.readVirt(addr, length);
   }
 
@@ -101,6 +114,7 @@ export class Process {
   write(addr: number, data: Uint8Array): void {
     this.checkAlive();
     if (!Number.isSafeInteger(addr) || addr < 0) fail("EFAULT", `bad address ${addr}`);
+    if (this.memory) return this.memory.write(addr, data);
     this.mm.writeVirt(addr, data);
   }
 }

@@ -1,0 +1,7 @@
+/**
+ * server/: the socket server behind `softiommu serve` and `softiommu run` (one Host, many client
+ * programs through the preload shim). See docs/design/shim-and-server.md.
+ */
+export { SoftiommuServer, defaultSocketPath, isAlive, ioctlName, jsonify, type ServerOptions, type ServerStats, type TraceRecord } from "./server.js";
+export { parseMaps, type MapsEntry } from "./mirror.js";
+export * as protocol from "./protocol.js";

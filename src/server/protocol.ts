@@ -1,0 +1,170 @@
+/**
+ * The wire protocol between the preload shim (native/shim.c) and the server: length-prefixed
+ * little-endian frames, one header (u32 payload length, u32 kind) and a fixed payload per kind.
+ * native/shim.c has the same numbers; docs/design/shim-and-server.md explains the exchanges.
+ *
+ * Two kinds of connections:
+ *  - a process's **channel** (one per process, at a high fd number, O_CLOEXEC): HELLO first, then
+ *    requests (IOCTL, READ, WRITE, reports, ...) answered by RESULT. While a request runs the
+ *    server may ask the shim for memory (READ_MEM, WRITE_MEM), mappings (MAPS) or a new fd
+ *    (INSTALL_FD, CLOSE_FD); the shim, blocked in the call, answers each.
+ *  - a **file socket** per emulated open file (the fd the program holds): OPEN or ATTACH first,
+ *    later only IDENTIFY frames and EOF. EOF means no process holds the file any more: release.
+ *    The server writes READY frames into it so that poll/select/epoll on the fd see POLLIN.
+ */
+
+export const PROTOCOL_VERSION = 1;
+export const HEADER = 8;
+/** Largest memory transfer in one frame; larger reads and writes are split. */
+export const MEM_CHUNK = 1 << 20;
+/** Largest payload either side accepts. */
+export const MAX_PAYLOAD = MEM_CHUNK + 64;
+
+export const enum Kind {
+  // channel requests (shim -> server), answered by RESULT
+  HELLO = 1,
+  IOCTL = 2,
+  READ = 3,
+  WRITE = 4,
+  RANGE = 5,
+  FORK = 6,
+  CLOSED = 7,
+  WHOIS = 8,
+  STATS = 9,
+  EXIT = 10,
+  // first (or passive) frames on file sockets
+  OPEN = 16,
+  ATTACH = 17,
+  IDENTIFY = 18,
+  // server -> shim while a request runs
+  READ_MEM = 32,
+  WRITE_MEM = 33,
+  MAPS = 34,
+  INSTALL_FD = 35,
+  CLOSE_FD = 36,
+  // the shim's answers
+  MEM_DATA = 48,
+  MEM_ACK = 49,
+  MAPS_DATA = 50,
+  FD_INSTALLED = 51,
+  CLOSE_ACK = 52,
+  // server -> shim
+  RESULT = 64,
+  READY = 65,
+}
+
+/** HELLO.reason */
+export const enum HelloReason {
+  IMAGE_START = 0,
+  FORK_CHILD = 1,
+  RECONNECT = 2,
+}
+
+/** RANGE.what */
+export const enum RangeWhat {
+  /** About to unmap [addr, addr+len) (munmap, mremap's old range, MAP_FIXED over it). */
+  UNMAP_PRE = 1,
+  /** Mapped [addr, addr+len) (mmap, mremap's new range). */
+  MAPPED = 2,
+  /** madvise(MADV_DONTNEED / FREE / REMOVE) done. */
+  DONTNEED = 3,
+}
+
+/** OPEN.path */
+export const enum OpenPath {
+  IOMMU = 0,
+  VFIO = 1,
+}
+
+/** The file kinds, as the shim's table records them. */
+export const enum FileKind {
+  IOMMUFD = 1,
+  FAULT = 2,
+  ACCESS = 3,
+}
+
+/** Exact payload sizes of fixed-size frames (variable ones: their minimum). */
+export const PAYLOAD: Readonly<Record<number, { min: number; max: number }>> = {
+  [Kind.HELLO]: { min: 40, max: 40 },
+  [Kind.IOCTL]: { min: 32, max: 32 + 4096 },
+  [Kind.READ]: { min: 40, max: 40 },
+  [Kind.WRITE]: { min: 40, max: 40 },
+  [Kind.RANGE]: { min: 24, max: 24 },
+  [Kind.FORK]: { min: 8, max: 8 },
+  [Kind.CLOSED]: { min: 16, max: 16 },
+  [Kind.WHOIS]: { min: 8, max: 8 },
+  [Kind.STATS]: { min: 0, max: 0 },
+  [Kind.EXIT]: { min: 0, max: 0 },
+  [Kind.OPEN]: { min: 24, max: 24 },
+  [Kind.ATTACH]: { min: 8, max: 8 },
+  [Kind.IDENTIFY]: { min: 8, max: 8 },
+  [Kind.MEM_DATA]: { min: 8, max: 8 + MEM_CHUNK },
+  [Kind.MEM_ACK]: { min: 8, max: 8 },
+  [Kind.MAPS_DATA]: { min: 8, max: 8 + MEM_CHUNK },
+  [Kind.FD_INSTALLED]: { min: 8, max: 8 },
+  [Kind.CLOSE_ACK]: { min: 8, max: 8 },
+};
+
+export interface Frame {
+  kind: number;
+  payload: Buffer;
+}
+
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+/** Check a frame's size against its kind (a bad frame drops the connection). */
+export function checkFrame(f: Frame, allowed: ReadonlySet<number>): void {
+  if (!allowed.has(f.kind)) throw new ProtocolError(`unexpected frame kind ${f.kind}`);
+  const p = PAYLOAD[f.kind];
+  if (!p || f.payload.length < p.min || f.payload.length > p.max)
+    throw new ProtocolError(`frame kind ${f.kind}: bad payload length ${f.payload.length}`);
+}
+
+/** A frame with its header. */
+export function frame(kind: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
+  const b = Buffer.allocUnsafe(HEADER + payload.length);
+  b.writeUInt32LE(payload.length, 0);
+  b.writeUInt32LE(kind, 4);
+  b.set(payload, HEADER);
+  return b;
+}
+
+/** RESULT {i64 ret, extra bytes}. */
+export function resultFrame(ret: number | bigint, extra?: Uint8Array): Buffer {
+  const p = Buffer.alloc(8 + (extra?.length ?? 0));
+  p.writeBigInt64LE(BigInt(ret), 0);
+  if (extra) p.set(extra, 8);
+  return frame(Kind.RESULT, p);
+}
+
+/** Little-endian field writer for small payloads. */
+export class Writer {
+  private readonly b: Buffer;
+  private o = 0;
+  constructor(size: number) {
+    this.b = Buffer.alloc(size);
+  }
+  u32(v: number): this {
+    this.b.writeUInt32LE(v >>> 0, this.o);
+    this.o += 4;
+    return this;
+  }
+  u64(v: bigint): this {
+    this.b.writeBigUInt64LE(BigInt.asUintN(64, v), this.o);
+    this.o += 8;
+    return this;
+  }
+  bytes(v: Uint8Array): this {
+    this.b.set(v, this.o);
+    this.o += v.length;
+    return this;
+  }
+  get buffer(): Buffer {
+    return this.b;
+  }
+}
