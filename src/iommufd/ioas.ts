@@ -78,18 +78,44 @@ export function ioasIovaRanges(ctx: IommufdCtx, cmd: IommuIoasIovaRanges): Iommu
   return out;
 }
 
-/** Read an array of iommu_iova_range from user memory and validate it (iommufd_ioas_load_iovas). */
+/**
+ * iommufd_ioas_load_iovas: read num iommu_iova_range entries in order; the first bad entry decides
+ * the error (EFAULT unreadable; EINVAL for start >= last or for overlapping an earlier entry).
+ * Entries are read in chunks and overlaps found with one sort, so a huge num_iovas costs
+ * O(n log n) and a few large reads rather than O(n^2) and one read per entry.
+ */
 function loadIovas(ctx: IommufdCtx, ptr: bigint, num: number): Range[] {
+  const CHUNK = 4096;
   const out: Range[] = [];
-  for (let i = 0; i < num; i++) {
-    const b = ctx.readUser(ptr + BigInt(i) * 16n, 16);
-    const dv = new DataView(b.buffer, b.byteOffset, 16);
+  let stop: IommuError | null = null;
+  const take = (b: Uint8Array, off: number): boolean => {
+    const dv = new DataView(b.buffer, b.byteOffset + off, 16);
     const start = dv.getBigUint64(0, true);
     const last = dv.getBigUint64(8, true);
-    if (start >= last) fail("EINVAL", "range start >= last");
-    if (out.some((r) => r.start <= last && start <= r.last)) fail("EINVAL", "ranges overlap");
+    if (start >= last) {
+      stop = new IommuError("EINVAL", "range start >= last");
+      return false;
+    }
     out.push({ start, last });
+    return true;
+  };
+  chunks: for (let i = 0; i < num; i += CHUNK) {
+    const n = Math.min(CHUNK, num - i);
+    const whole = ctx.tryReadUser(ptr + BigInt(i) * 16n, n * 16);
+    for (let j = 0; j < n; j++) {
+      // an unreadable chunk is read entry by entry up to the first entry that faults
+      const b = whole ?? ctx.tryReadUser(ptr + BigInt(i + j) * 16n, 16);
+      if (!b) {
+        stop = new IommuError("EFAULT", "cannot read the range array");
+        break chunks;
+      }
+      if (!take(b, whole ? j * 16 : 0)) break chunks;
+    }
   }
+  // every entry read lies before the first bad one, so any overlap among them is reported first
+  const sorted = [...out].sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
+  for (let k = 1; k < sorted.length; k++) if (sorted[k].start <= sorted[k - 1].last) fail("EINVAL", "ranges overlap");
+  if (stop) throw stop;
   return out;
 }
 

@@ -268,3 +268,28 @@ test("IOAS_ALLOW_IOVAS errors: __reserved EOPNOTSUPP, unknown IOAS ENOENT before
   writeRanges(env, lastEntry, [[0x1000, 0x1fff]]);
   expectFailsUnchanged(env, () => env.ctx.ioasAllowIovas({ ioas_id: ioas, num_iovas: 2, allowed_iovas: BigInt(lastEntry) }), "EFAULT");
 });
+
+test("ALLOW_IOVAS with a huge num_iovas stops at the first unreadable entry (EFAULT) without per-entry cost, and finds overlaps far apart (EINVAL)", () => {
+  const env = setup();
+  const ioas = ioasAlloc(env);
+  // 10240 disjoint ranges filling 40 pages, followed by an unmapped page
+  const n = 10240;
+  const arr = env.p.mmap(n * 16 + 4096);
+  env.p.munmap(arr + n * 16, 4096);
+  const b = new Uint8Array(n * 16);
+  const dv = new DataView(b.buffer);
+  for (let i = 0; i < n; i++) {
+    dv.setBigUint64(i * 16, BigInt(i) * 0x10000n, true);
+    dv.setBigUint64(i * 16 + 8, BigInt(i) * 0x10000n + 0xfffn, true);
+  }
+  env.p.write(arr, b);
+  expectErrno(() => env.ctx.ioasAllowIovas({ ioas_id: ioas, num_iovas: 0xffffffff, allowed_iovas: BigInt(arr) }), "EFAULT");
+  // the last entry overlaps the first: EINVAL, and the failed call changes nothing
+  dv.setBigUint64((n - 1) * 16, 0x800n, true);
+  dv.setBigUint64((n - 1) * 16 + 8, 0x900n, true);
+  env.p.write(arr, b);
+  expectErrno(() => env.ctx.ioasAllowIovas({ ioas_id: ioas, num_iovas: n, allowed_iovas: BigInt(arr) }), "EINVAL");
+  assert.equal(env.ctx.getIoas(ioas).iopt.allowed.size, 0);
+  env.ctx.ioasAllowIovas({ ioas_id: ioas, num_iovas: n - 1, allowed_iovas: BigInt(arr) });
+  assert.equal(env.ctx.getIoas(ioas).iopt.allowed.size, n - 1);
+});
