@@ -19,7 +19,9 @@
  * Internal I/O uses raw syscalls so that nothing here re-enters the interposed functions.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -55,7 +57,7 @@
 
 enum {
 	K_HELLO = 1, K_IOCTL = 2, K_READ = 3, K_WRITE = 4, K_RANGE = 5, K_FORK = 6, K_CLOSED = 7,
-	K_WHOIS = 8, K_STATS = 9, K_EXIT = 10,
+	K_WHOIS = 8, K_STATS = 9, K_EXIT = 10, K_FAILNTH = 11,
 	K_OPEN = 16, K_ATTACH = 17, K_IDENTIFY = 18,
 	K_READ_MEM = 32, K_WRITE_MEM = 33, K_MAPS = 34, K_INSTALL_FD = 35, K_CLOSE_FD = 36,
 	K_MEM_DATA = 48, K_MEM_ACK = 49, K_MAPS_DATA = 50, K_FD_INSTALLED = 51, K_CLOSE_ACK = 52,
@@ -63,7 +65,7 @@ enum {
 };
 enum { R_IMAGE_START = 0, R_FORK_CHILD = 1, R_RECONNECT = 2 };
 enum { W_UNMAP_PRE = 1, W_MAPPED = 2, W_DONTNEED = 3 };
-enum { F_IOMMUFD = 1, F_FAULT = 2, F_ACCESS = 3 };
+enum { F_IOMMUFD = 1, F_FAULT = 2, F_ACCESS = 3, F_FAILNTH = 4 /* shim-only: /proc/.../fail-nth (id = tid) */ };
 
 /* ---------------------------------------------------------------- state */
 
@@ -651,6 +653,187 @@ __attribute__((noinline)) static int path_kind(const char *path)
 	return -1;
 }
 
+
+/* ---------------------------------------------------------------- fault injection (fail-nth, debugfs) */
+
+/*
+ * The kernel's fail-nth interface: /proc/<pid>/task/<tid>/fail-nth (and /proc/self/..., /proc/
+ * thread-self/fail-nth). Writing N makes the Nth fault-injection call of that thread fail; reading
+ * gives the count still to go ("0\n" once the failure fired). The counter lives in the server (the
+ * injection points are the model's); the fd is /dev/null with a shim-only table entry {id = tid}.
+ * Returns the tid, 0 when the path is not a fail-nth file.
+ */
+static uint32_t failnth_path(const char *path)
+{
+	if (!path || strncmp(path, "/proc/", 6) != 0)
+		return 0;
+	const char *q = path + 6;
+	if (strcmp(q, "thread-self/fail-nth") == 0)
+		return (uint32_t)syscall(SYS_gettid);
+	if (strncmp(q, "self/", 5) == 0) {
+		q += 5;
+	} else {
+		char *end;
+		unsigned long pid = strtoul(q, &end, 10);
+		if (end == q || *end != '/' || pid == 0)
+			return 0;
+		q = end + 1;
+	}
+	if (strncmp(q, "task/", 5) != 0)
+		return 0;
+	q += 5;
+	char *end;
+	unsigned long tid = strtoul(q, &end, 10);
+	if (end == q || tid == 0 || tid > 0x3fffffff || strcmp(end, "/fail-nth") != 0)
+		return 0;
+	return (uint32_t)tid;
+}
+
+static int failnth_open(uint32_t tid, int flags)
+{
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", (flags & (O_ACCMODE | O_CLOEXEC)), 0);
+	if (fd < 0)
+		return fd;
+	lock_shim();
+	struct ent e = { .id = tid, .kind = F_FAILNTH, .vfio = 0 };
+	tab_set(fd, &e);
+	unlock_shim();
+	return fd;
+}
+
+/* FAILNTH {u32 tid, u32 op (0 get, 1 set), u64 value} -> RESULT {count}. Locked. */
+static int64_t failnth_request(uint32_t tid, uint32_t op, uint64_t value)
+{
+	if (ensure_channel() < 0)
+		return -EIO;
+	unsigned char p[16] = { 0 };
+	put32(p, tid);
+	put32(p + 4, op);
+	put64(p + 8, value);
+	return request(chan, K_FAILNTH, p, 16, NULL, 0);
+}
+
+/* read/write of a fail-nth fd (proc_fail_nth_read / proc_fail_nth_write). Locked. */
+static ssize_t failnth_rw(const struct ent *e, int write, void *buf, size_t count, uint64_t pos)
+{
+	if (write) {
+		/* kstrtouint_from_user(buf, count, 0, &n): one number, optional trailing newline */
+		char s[32];
+		if (count == 0 || count >= sizeof(s))
+			return -EINVAL;
+		if (mem_read((uintptr_t)buf, s, count) < 0)
+			return -EFAULT;
+		s[count] = 0;
+		if (s[count - 1] == '\n')
+			s[count - 1] = 0;
+		if (!s[0] || s[0] == '-' || s[0] == '+' || s[0] == ' ')
+			return -EINVAL;
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(s, &end, 0);
+		if (*end || errno)
+			return -EINVAL;
+		if (n > 0x7fffffffULL)
+			return -EINVAL;
+		int64_t r = failnth_request((uint32_t)e->id, 1, n);
+		return r < 0 ? (ssize_t)r : (ssize_t)count;
+	}
+	int64_t r = failnth_request((uint32_t)e->id, 0, 0);
+	if (r < 0)
+		return (ssize_t)r;
+	char s[32];
+	int len = snprintf(s, sizeof(s), "%u\n", (unsigned)r);
+	if (pos >= (uint64_t)len)
+		return 0;
+	size_t n = (size_t)len - (size_t)pos;
+	if (n > count)
+		n = count;
+	if (mem_write((uintptr_t)buf, s + pos, n) < 0)
+		return -EFAULT;
+	return (ssize_t)n;
+}
+
+/*
+ * debugfs as the fault-injection selftest sees it: /sys/kernel/debug/ with failslab,
+ * fail_page_alloc and fail_iommufd directories whose attribute files accept writes. It is a real
+ * directory next to the server socket (so opendir/readdir/dirfd/openat work unchanged); opendir
+ * and absolute opens of /sys/kernel/debug/fail* are redirected there.
+ */
+static char debugfs_dir[sizeof(((struct sockaddr_un *)0)->sun_path) + 32];
+
+static const char *debugfs_root(void)
+{
+	if (debugfs_dir[0])
+		return debugfs_dir;
+	char base[sizeof(debugfs_dir)];
+	snprintf(base, sizeof(base), "%s", srv_addr.sun_path);
+	char *slash = strrchr(base, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	char d[sizeof(debugfs_dir) + 64];
+	snprintf(d, sizeof(d), "%s/debugfs", base);
+	syscall(SYS_mkdirat, AT_FDCWD, d, 0700);
+	static const char *const dirs[] = { "failslab", "fail_page_alloc", "fail_iommufd" };
+	static const char *const files[][2] = {
+		{ "ignore-gfp-wait", "Y\n" }, { "ignore-gfp-highmem", "Y\n" }, { "verbose", "2\n" },
+		{ "probability", "0\n" }, { "interval", "1\n" }, { "times", "1\n" }, { "space", "0\n" },
+		{ "task-filter", "N\n" },
+	};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char sub[sizeof(d) + 64];
+		snprintf(sub, sizeof(sub), "%s/%s", d, dirs[i]);
+		syscall(SYS_mkdirat, AT_FDCWD, sub, 0700);
+		for (size_t j = 0; j < sizeof(files) / sizeof(files[0]); j++) {
+			char f[sizeof(sub) + 64];
+			snprintf(f, sizeof(f), "%s/%s", sub, files[j][0]);
+			int fd = (int)syscall(SYS_openat, AT_FDCWD, f, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			if (fd >= 0) {
+				syscall(SYS_write, fd, files[j][1], strlen(files[j][1]));
+				syscall(SYS_close, fd);
+			}
+		}
+	}
+	if (strlen(d) >= sizeof(debugfs_dir))
+		return NULL;
+	memcpy(debugfs_dir, d, strlen(d) + 1);
+	return debugfs_dir;
+}
+
+/* "/sys/kernel/debug[/rest]" -> the emulated directory (into out); NULL when not such a path. */
+static const char *debugfs_path(const char *path, char *out, size_t outlen)
+{
+	static const char pre[] = "/sys/kernel/debug";
+	if (!enabled || !path || strncmp(path, pre, sizeof(pre) - 1) != 0)
+		return NULL;
+	const char *rest = path + sizeof(pre) - 1;
+	while (*rest == '/')
+		rest++;
+	if (path[sizeof(pre) - 1] != 0 && path[sizeof(pre) - 1] != '/')
+		return NULL;
+	if (*rest && strncmp(rest, "fail", 4) != 0)
+		return NULL; /* only the fault-injection part of debugfs is emulated */
+	const char *root = debugfs_root();
+	if (!root)
+		return NULL;
+	snprintf(out, outlen, "%s/%s", root, rest);
+	return out;
+}
+
+EXPORT DIR *opendir(const char *name)
+{
+	static DIR *(*real_opendir)(const char *);
+	if (!real_opendir)
+		real_opendir = (DIR * (*)(const char *)) dlsym(RTLD_NEXT, "opendir");
+	if (!real_opendir) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	char buf[PATH_MAX];
+	const char *p = debugfs_path(name, buf, sizeof(buf));
+	return real_opendir(p ? p : name);
+}
+
 /* -2: not emulated (fall through to the real open). */
 static int emu_open(int which, int flags)
 {
@@ -672,6 +855,7 @@ static int emu_open(int which, int flags)
 	put32(p + 8, (uint32_t)s);
 	put32(p + 12, (uint32_t)flags);
 	put32(p + 16, (uint32_t)which);
+	put32(p + 20, (uint32_t)syscall(SYS_gettid)); /* the opening thread (fail-nth) */
 	unsigned char x[8] = { 0 };
 	int64_t r = request(s, K_OPEN, p, 24, x, 8);
 	if (r < 0) {
@@ -700,6 +884,15 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode)
 		if (r != -2)
 			return r;
 		errno = saved;
+	}
+	if (enabled && dirfd == AT_FDCWD) {
+		uint32_t tid = failnth_path(path);
+		if (tid)
+			return failnth_open(tid, flags);
+		char buf[PATH_MAX];
+		const char *p = debugfs_path(path, buf, sizeof(buf));
+		if (p)
+			return (int)syscall(SYS_openat, AT_FDCWD, p, flags, mode);
 	}
 	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
 }
@@ -759,7 +952,7 @@ EXPORT int ioctl(int fd, unsigned long request_nr, ...)
 	int saved = errno;
 	lock_shim();
 	struct ent e;
-	if (!tab_get(fd, &e) && !identify(fd, &e)) {
+	if ((!tab_get(fd, &e) && !identify(fd, &e)) || e.kind == F_FAILNTH) {
 		unlock_shim();
 		errno = saved;
 		return (int)syscall(SYS_ioctl, fd, request_nr, arg);
@@ -816,6 +1009,16 @@ static ssize_t emu_rw(int fd, uint32_t kind, uint64_t buf, size_t count, uint64_
 	if (!tab_get(fd, &e)) {
 		unlock_shim();
 		return -2;
+	}
+	if (e.kind == F_FAILNTH) {
+		ssize_t r = failnth_rw(&e, kind == K_WRITE, (void *)(uintptr_t)buf, count, pos == UINT64_MAX ? 0 : pos);
+		unlock_shim();
+		if (r < 0) {
+			errno = (int)-r;
+			return -1;
+		}
+		errno = saved;
+		return r;
 	}
 	if (ensure_channel() < 0) {
 		unlock_shim();
@@ -920,7 +1123,7 @@ EXPORT int close(int fd)
 		tab_clear(fd);
 	int r = (int)syscall(SYS_close, fd);
 	int err = errno;
-	if (had && r == 0)
+	if (had && r == 0 && e.kind != F_FAILNTH)
 		closed_barrier(&e, fd);
 	unlock_shim();
 	errno = err;
@@ -1051,7 +1254,7 @@ static int path_stat(const char *path, struct stat *st)
 static int fd_stat(int fd, struct stat *st)
 {
 	struct ent e;
-	if (!emulated(fd) || !tab_get(fd, &e))
+	if (!emulated(fd) || !tab_get(fd, &e) || e.kind == F_FAILNTH)
 		return 0;
 	fake_stat(&e, st);
 	return 1;
@@ -1142,7 +1345,7 @@ EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	if (emulated(fd)) {
+	if (emulated(fd) && tab[fd].kind != F_FAILNTH) {
 		errno = ENODEV; /* iommufd's own mmap (vIOMMU pages) is not emulated */
 		return MAP_FAILED;
 	}

@@ -26,8 +26,9 @@
 //   --no-install           never apt-get install
 //   -- ARGS                passed to the programs (kselftest filters: -f/-v/-t/-r ...)
 // Environment: SOFTIOMMU_CACHE_DIR, SOFTIOMMU_LINUX_TARBALL, SOFTIOMMU_HUGEPAGES (default 128),
-// SOFTIOMMU_RUN_CLI (another `softiommu` CLI script to run under), SOFTIOMMU_CONFORMANCE_FAIL_NTH=1
-// (run fail_nth as root even when the host kernel has fault injection), CC.
+// SOFTIOMMU_RUN_CLI (another `softiommu` CLI script to run under), CC.
+// iommufd_fail_nth runs safely as root on a kernel with fault injection: the shim emulates
+// /sys/kernel/debug/fail* and /proc/<pid>/task/<tid>/fail-nth (the counter lives in the server).
 import { spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -236,11 +237,6 @@ process.on("exit", putBack);
 process.on("SIGINT", () => process.exit(130));
 process.on("SIGTERM", () => process.exit(143));
 
-/** The host kernel has real fault injection: fail_nth would write to it unless the shim intercepts. */
-function hostFaultInjection() {
-  return existsSync("/sys/kernel/debug/failslab") || existsSync(`/proc/${process.pid}/fail-nth`) || existsSync("/proc/self/fail-nth");
-}
-
 const tty = process.stderr.isTTY === true;
 const resultsDir = join(cache, "results", oracle ? "oracle-6.12" : kernel);
 mkdirSync(resultsDir, { recursive: true });
@@ -323,15 +319,6 @@ const runs = [];
 const diagnostics = new Map();
 let broken = false;
 for (const p of programs) {
-  if (p === "iommufd_fail_nth" && !oracle && isRoot() && hostFaultInjection() && process.env.SOFTIOMMU_CONFORMANCE_FAIL_NTH !== "1") {
-    note(
-      "not running iommufd_fail_nth: this is root on a kernel with fault injection, and unless the shim intercepts " +
-        "/sys/kernel/debug/fail* and /proc/<pid>/task/<tid>/fail-nth it would inject failures into this machine's kernel " +
-        "(set SOFTIOMMU_CONFORMANCE_FAIL_NTH=1 once it does). Its tests count as missing.",
-    );
-    runs.push({ program: p, complete: true, results: [], listed: listed[p] });
-    continue;
-  }
   note(`running ${p} (${listed[p].length} tests)${oracle ? " on the oracle kernel" : ` under softiommu run${kernel !== "newest" ? ` --kernel ${kernel}` : ""}`}`);
   const r = await runProgram(p);
   if (r.plan === null && r.results.length === 0) {

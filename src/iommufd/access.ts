@@ -185,6 +185,7 @@ function removeAccess(area: Area, index: number, lastIndex: number): void {
 
 /** iommufd_access_create: the object is owned by its driver (users+1) until destroyed. */
 export function accessCreate(ctx: IommufdCtx, ops: AccessOps): Access {
+  ctx.allocPoint("access");
   const a = new Access(ctx, ops);
   ctx.addObject(a);
   // the driver holds the object, and the access holds the context (iommufd_ctx_get)

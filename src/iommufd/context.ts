@@ -3,6 +3,7 @@
  * ioctl. Calls run on behalf of `caller`, the process issuing them (a fork child using an
  * inherited fd is a different caller than the opener).
  */
+import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import type { Device, IommuGroup } from "../iommu/device.js";
 import { AccountMode, type IoptPages } from "../iopt/pages.js";
@@ -170,7 +171,9 @@ export class IommufdCtx {
   // ------------------------------------------------------------------ ID space
 
   /** Reserve the lowest free ID (xa_alloc with XA_FLAGS_ALLOC1). */
-  reserveId(): number {
+  reserveId(inject = true): number {
+    // xa_alloc can fail (ENOMEM): a fault-injection point
+    if (inject) failPoint("ENOMEM", "xa_alloc (object ID)");
     let id = 1;
     while (this.objects.has(id) || this.reserved.has(id)) id++;
     if (id > ID_MAX) fail("ENOSPC", "out of object IDs");
@@ -188,9 +191,13 @@ export class IommufdCtx {
     this.objects.set(obj.id, obj);
   }
 
-  /** Reserve + finalize in one step for objects whose creation cannot fail afterwards. */
+  /**
+   * Reserve + finalize in one step for objects whose creation cannot fail afterwards. Not a
+   * fault-injection point: callers inject at their allocation (iommufd_object_alloc) before
+   * taking anything, see {@link allocPoint}.
+   */
   addObject(obj: IommufdObject): void {
-    obj.id = this.reserveId();
+    obj.id = this.reserveId(false);
     this.publish(obj);
   }
 
@@ -219,7 +226,14 @@ export class IommufdCtx {
     hwpt.users--;
   }
 
+  /** iommufd_object_alloc's kzalloc + xa_alloc: a fault-injection point (ENOMEM) before anything is taken. */
+  allocPoint(what: string): void {
+    failPoint("ENOMEM", `iommufd_object_alloc (${what})`);
+  }
+
   private getTyped<T extends IommufdObject>(id: number, type: ObjType): T {
+    // iommufd_get_object: iommufd_should_fail() -> ENOENT
+    failPoint("ENOENT", "iommufd_get_object");
     const o = this.objects.get(id);
     if (!o || o.type !== type) fail("ENOENT", `no ${type} with id ${id}`);
     return o as T;

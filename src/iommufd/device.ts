@@ -1,4 +1,5 @@
 /** Device objects: bind, attach, replace, detach, with per-group sharing (device.c). */
+import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import { attachGroup, claimDmaOwner, detachGroup, releaseDmaOwner, replaceGroup } from "../iommu/core.js";
 import type { Device, IommuGroup } from "../iommu/device.js";
@@ -183,6 +184,8 @@ export class IommufdDevice extends IommufdObject {
 
   /** iommufd_device_change_pt */
   private changePt(ptId: number, replace: boolean): number {
+    // iommufd_get_object(IOMMUFD_OBJ_ANY): iommufd_should_fail() -> ENOENT
+    failPoint("ENOENT", "iommufd_get_object");
     const obj = this.ctx.objects.get(ptId);
     if (!obj) fail("ENOENT", "no such object");
     let destroy: Hwpt | null;
@@ -226,6 +229,7 @@ export class IommufdDevice extends IommufdObject {
 /** iommufd_device_bind */
 export function deviceBind(ctx: IommufdCtx, dev: Device): IommufdDevice {
   if (!dev.driver.capable(dev, IommuCap.CACHE_COHERENCY)) fail("EINVAL", "device is not cache coherent");
+  ctx.allocPoint("device");
   const igroup = ctx.getGroup(dev.group);
   try {
     // the insecure interrupt path only with allow_unsafe_interrupts (selftest mock devices are exempt)

@@ -1,5 +1,6 @@
 /** Fault queue objects and their fds (fault.c): I/O page faults read as records, answered by cookie. */
 import { fail } from "../errno.js";
+import { shouldFail } from "../fail-nth.js";
 import type { IopfFault } from "../iommu/domain.js";
 import type { IommufdCtx } from "./context.js";
 import type { AttachHandle, IommufdDevice } from "./device.js";
@@ -12,6 +13,8 @@ export const IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0;
 export const IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1;
 export const IOMMUFD_PAGE_RESP_SUCCESS = 0;
 export const IOMMUFD_PAGE_RESP_INVALID = 1;
+/** enum iommu_page_response_code's IOMMU_PAGE_RESP_FAILURE (the kernel's abort path, not a uAPI code). */
+export const IOMMU_PAGE_RESP_FAILURE = 2;
 export const PGFAULT_SIZE = 40;
 export const PAGE_RESPONSE_SIZE = 8;
 
@@ -49,11 +52,19 @@ export class Fault extends IommufdObject {
 
   /** iommufd_fault_iopf_handler: queue a page request (groups close on LAST_PAGE). */
   deliverFault(hwpt: Hwpt, handle: AttachHandle, f: IopfFault): void {
-    this.partial.push(f);
-    if (!f.lastPage) return;
-    const faults = this.partial.filter((p) => p.grpid === f.grpid);
+    if (!f.lastPage) {
+      // report_partial_fault's kzalloc (a fault-injection point): the partial fault is dropped
+      if (shouldFail()) return;
+      this.partial.push(f);
+      return;
+    }
+    const faults = [...this.partial.filter((p) => p.grpid === f.grpid), f];
     this.partial = this.partial.filter((p) => p.grpid !== f.grpid);
-    this.deliver.push({ hwpt, handle, faults, cookie: 0, response: null });
+    const g: FaultGroup = { hwpt, handle, faults, cookie: 0, response: null };
+    // iopf_group_alloc's kzalloc (a fault-injection point): the group is answered
+    // IOMMU_PAGE_RESP_FAILURE at once (iommu_report_device_fault's abort_group) and never queued
+    if (shouldFail()) return this.complete(g, IOMMU_PAGE_RESP_FAILURE);
+    this.deliver.push(g);
   }
 
   /** iommufd_auto_response_faults: answer INVALID to everything of this attach handle. */
@@ -180,6 +191,7 @@ export class FaultFile implements IommufdFile {
 
 export function faultQueueAlloc(ctx: IommufdCtx, flags: number): { out_fault_id: number; out_fault_fd: number } {
   if (flags) fail("EOPNOTSUPP", "flags must be 0");
+  ctx.allocPoint("fault");
   const f = new Fault(ctx);
   ctx.addObject(f);
   f.users++;

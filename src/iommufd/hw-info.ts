@@ -9,6 +9,7 @@
  * that check is the same everywhere, so it is made here); a driver without hw_info answers NONE
  * with no data whatever was asked.
  */
+import { failPoint } from "../fail-nth.js";
 import { fail } from "../errno.js";
 import { PCI_PASID_CTRL_EXEC, PCI_PASID_CTRL_PRIV } from "../iommu/device.js";
 import { IommuCap } from "../iommu/driver.js";
@@ -31,6 +32,8 @@ export function getHwInfo(ctx: IommufdCtx, cmd: IommuHwInfo): IommuHwInfo {
   if (r[0] || r[1] || r[2]) fail("EOPNOTSUPP", "__reserved must be 0");
   const wanted = cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? (cmd.in_data_type ?? 0) >>> 0 : IOMMU_HW_INFO_TYPE_DEFAULT;
   const idev = ctx.getDevice(cmd.dev_id);
+  // the driver's hw_info allocates its data (kzalloc): a fault-injection point
+  failPoint("ENOMEM", "hw_info");
   const info = idev.dev.driver.hwInfo(idev.dev);
   if (info && wanted !== IOMMU_HW_INFO_TYPE_DEFAULT && wanted !== info.type)
     fail("EOPNOTSUPP", `the device cannot provide hw_info type 0x${wanted.toString(16)}`);

@@ -1,4 +1,5 @@
 /** HW page table objects: paging (kernel-managed) and nested (user-managed) (hw_pagetable.c). */
+import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import type { NestedDomain, PagingDomain } from "../iommu/domain.js";
 import { IommuCap, type UserData } from "../iommu/driver.js";
@@ -91,6 +92,7 @@ export function hwptPagingAlloc(
   const id = ctx.reserveId();
   let domain: PagingDomain;
   try {
+    failPoint("ENOMEM", "domain_alloc");
     domain = drv.domainAllocUser(idev.dev, flags, null, data) as PagingDomain;
   } catch (e) {
     ctx.abortId(id);
@@ -133,6 +135,7 @@ function hwptNestedAlloc(ctx: IommufdCtx, parent: HwptPaging, idev: IommufdDevic
   const id = ctx.reserveId();
   let domain: NestedDomain;
   try {
+    failPoint("ENOMEM", "domain_alloc (nested)");
     domain = idev.dev.driver.domainAllocUser(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, parent.domain, data) as NestedDomain;
   } catch (e) {
     ctx.abortId(id);

@@ -1,4 +1,5 @@
 /** IOAS objects and their ioctls (drivers/iommu/iommufd/ioas.c). */
+import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from "../iommu/domain.js";
 import { IoPagetable, putPages, type PagesSlice } from "../iopt/io-pagetable.js";
@@ -49,6 +50,7 @@ function convProt(flags: number): number {
 
 export function ioasAlloc(ctx: IommufdCtx, flags: number): number {
   if (flags) fail("EOPNOTSUPP", "IOAS_ALLOC flags must be 0");
+  ctx.allocPoint("ioas");
   const ioas = new Ioas(ctx);
   ctx.addObject(ioas);
   return ioas.id;
@@ -131,6 +133,7 @@ export function ioasMap(ctx: IommufdCtx, cmd: IommuIoasMap): IommuIoasMap {
   if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) fail("EOVERFLOW", "iova or length too large");
   if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) fail("EINVAL", "neither READABLE nor WRITEABLE");
   const ioas = ctx.getIoas(cmd.ioas_id);
+  failPoint("ENOMEM", "iopt_alloc_user_pages");
   const pages = IoptPages.forUser(ctx.host.phys, ctx.caller, cmd.user_va, cmd.length, (cmd.flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0);
   if (ctx.accountMode === AccountMode.MM && pages.accountMode === AccountMode.USER) pages.accountMode = AccountMode.MM;
   const slice: PagesSlice = { pages, startByte: cmd.user_va - pages.uptr, length: cmd.length };
@@ -149,6 +152,7 @@ export function ioasMapFile(ctx: IommufdCtx, cmd: IommuIoasMapFile): IommuIoasMa
   if (cmd.length === 0n) fail("EINVAL", "length 0");
   if (cmd.start + cmd.length - 1n > U64_MAX) fail("EOVERFLOW", "start + length overflows");
   const file = ctx.memfdOf(cmd.fd);
+  failPoint("ENOMEM", "iopt_alloc_file_pages");
   const pages = IoptPages.forFile(ctx.host.phys, ctx.caller, file, cmd.start, cmd.length, (cmd.flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0);
   if (ctx.accountMode === AccountMode.MM && pages.accountMode === AccountMode.USER) pages.accountMode = AccountMode.MM;
   const slice: PagesSlice = { pages, startByte: cmd.start - pages.uptr, length: cmd.length };

@@ -2,6 +2,7 @@
  * IOMMU_TEST_CMD: the selftest's test operations (selftest.c), as library calls and through one
  * dispatcher taking the iommu_test_cmd union as a typed object.
  */
+import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import type { Device } from "../iommu/device.js";
 import {
@@ -165,6 +166,7 @@ function mockDomain(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   const id = ctx.reserveId();
   let mdev: Device;
   try {
+    failPoint("ENOMEM", "mock device alloc");
     mdev = createMockDevice(cmd.op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? (cmd.dev_flags ?? 0) : 0, { profile: ctx.profile });
   } catch (e) {
     ctx.abortId(id);
@@ -277,6 +279,8 @@ function checkDevCache(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
 function createAccess(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   const flags = cmd.flags ?? 0;
   if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) fail("EOPNOTSUPP", "unknown access flags");
+  // iommufd_test_alloc_access: kzalloc + anon_inode_getfile
+  failPoint("ENOMEM", "iommufd_test_alloc_access");
   const file = new StaccessFile(ctx);
   const access = accessCreate(ctx, {
     needsPinPages: (flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) !== 0,
@@ -302,6 +306,8 @@ function accessPages(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   const st = staccessGet(ctx, cmd.id);
   const access = st.access as Access;
   if (!access.ops.needsPinPages) fail("EOPNOTSUPP", "access cannot pin pages");
+  // the pages array (kvcalloc) and the selftest_access_item (kzalloc)
+  failPoint("ENOMEM", "iommufd_test_access_pages");
   const pfns = access.pinPages(iova, length, (flags & MOCK_FLAGS_ACCESS_WRITE) !== 0);
   const uptr = cmd.uptr ?? 0n;
   if (uptr) {

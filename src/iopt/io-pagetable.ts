@@ -4,6 +4,7 @@
  * user's allowed ranges, the attached paging domains (each holds every area), the in-kernel
  * accesses, and the IOVA alignment they all impose. Mirrors drivers/iommu/iommufd/io_pagetable.c.
  */
+import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import { PAGE_SIZE } from "../mm/index.js";
 import type { Device } from "../iommu/device.js";
@@ -150,6 +151,7 @@ export class IoPagetable {
     let cur = iova;
     for (const s of list) {
       if (prot & IOMMU_WRITE && !s.pages.writable) fail("EPERM", "writable mapping of read-only memory");
+      failPoint("ENOMEM", "iopt_alloc_area");
       const a = new Area(cur, cur + s.length - 1n, s.startByte, s.length, prot);
       if (BigInt(a.pageOffset) & (this.iovaAlignment - 1n)) fail("EINVAL", "page offset not aligned to the IOAS alignment");
       if (a.last > ULONG_MAX) fail("EOVERFLOW", "area overflows");
@@ -180,6 +182,7 @@ export class IoPagetable {
     if (last > ULONG_MAX) fail("EOVERFLOW", "iova + length overflows");
     const out: PagesSlice[] = [];
     this.forEachContig(iova, last, (area, cur, l) => {
+      failPoint("ENOMEM", "iopt_get_pages (pages list element)");
       out.push({ pages: area.pages as IoptPages, startByte: area.startByte(cur), length: l - cur + 1n });
     }, "ENOENT");
     for (const s of out) s.pages.refs++;
@@ -279,6 +282,8 @@ export class IoPagetable {
     let numSw = 0;
     let swMsi: bigint | null = null;
     try {
+      // iopt_table_enforce_dev_resv_regions: iommufd_should_fail() -> EINVAL
+      failPoint("EINVAL", "iopt_table_enforce_dev_resv_regions");
       for (const r of dev.resv) {
         if (r.type === ResvType.DIRECT_RELAXABLE) continue;
         if (wantMsi && r.type === ResvType.MSI) numHw++;
@@ -395,7 +400,16 @@ export class IoPagetable {
         const first = !a.inDomains;
         if (first) a.pages.hold(a.firstIndex, a.lastIndex - a.firstIndex + 1);
         a.inDomains = true;
-        this.mapAreaIntoDomain(a, domain);
+        try {
+          this.mapAreaIntoDomain(a, domain);
+        } catch (e) {
+          // this area's own pin (taken just above) goes too: the domain map failed part way
+          if (first) {
+            a.inDomains = false;
+            a.pages.release(a.firstIndex, a.lastIndex - a.firstIndex + 1);
+          }
+          throw e;
+        }
         done.push(a);
       }
     } catch (e) {
@@ -417,8 +431,18 @@ export class IoPagetable {
     area.inDomains = true;
     const saved = area.pages;
     area.pages = pages;
+    const mapped: PagingDomain[] = [];
     try {
-      for (const d of this.domains) this.mapAreaIntoDomain(area, d);
+      for (const d of this.domains) {
+        this.mapAreaIntoDomain(area, d);
+        mapped.push(d);
+      }
+    } catch (e) {
+      // iopt_area_fill_domains' unwind: out of the domains filled so far, then drop the pin
+      for (const d of mapped) this.unmapAreaFromDomain(area, d);
+      area.inDomains = false;
+      pages.release(area.firstIndex, area.lastIndex - area.firstIndex + 1);
+      throw e;
     } finally {
       area.pages = saved;
     }
@@ -443,13 +467,19 @@ export class IoPagetable {
     const startByte = area.firstIndex * PAGE_SIZE + area.pageOffset;
     const endByte = startByte + Number(area.length);
     const small = this.disableLargePages;
-    pages.pfns.forEach(area.firstIndex, area.lastIndex - area.firstIndex + 1, (idx, n, pfn) => {
-      const runStart = idx * PAGE_SIZE;
-      const a = Math.max(runStart, startByte);
-      const z = Math.min(runStart + n * PAGE_SIZE, endByte);
-      if (z <= a) return;
-      domain.map(iova0 + (a - startByte) / ioPg, pfn * PAGE_SIZE + (a - runStart), (z - a) / ioPg, area.prot, small);
-    });
+    try {
+      pages.pfns.forEach(area.firstIndex, area.lastIndex - area.firstIndex + 1, (idx, n, pfn) => {
+        const runStart = idx * PAGE_SIZE;
+        const a = Math.max(runStart, startByte);
+        const z = Math.min(runStart + n * PAGE_SIZE, endByte);
+        if (z <= a) return;
+        domain.map(iova0 + (a - startByte) / ioPg, pfn * PAGE_SIZE + (a - runStart), (z - a) / ioPg, area.prot, small);
+      });
+    } catch (e) {
+      // a map that failed part way (iommu_map's own unwind): nothing of this area stays in the domain
+      this.unmapAreaFromDomain(area, domain);
+      throw e;
+    }
   }
 
   private unmapAreaFromDomain(area: Area, domain: PagingDomain): void {

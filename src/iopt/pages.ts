@@ -4,6 +4,7 @@
  * in-kernel access needs them; the pinned frames are kept as runs (page index -> pfn), and the
  * pin is charged to the mapping process's RLIMIT_MEMLOCK in the context's accounting mode.
  */
+import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import type { MemFile, PhysMem, Process } from "../mm/index.js";
 import { PAGE_SIZE } from "../mm/index.js";
@@ -123,6 +124,8 @@ export class IoptPages {
     let total = 0;
     try {
       for (let g = 0; g < gaps.length; g += 2) {
+        // a pin batch (pfn_reader / batch allocation): a fault-injection point
+        failPoint("ENOMEM", "iopt_pages pin batch");
         pinned.push([gaps[g], this.pinFromSource(gaps[g], gaps[g + 1])]);
         total += gaps[g + 1];
       }
@@ -211,6 +214,7 @@ export class IoptPages {
       let pfn = this.pfns.get(idx) ?? -1;
       let temp: number[] | null = null;
       if (pfn < 0 || !this.isPinned(idx)) {
+        failPoint("ENOMEM", "pfn_reader (iopt_pages_rw_slow)");
         // pfn_reader: pin from the source mm (or file) just for this copy
         temp = this.pinFromSource(idx, 1);
         pfn = temp[0];
@@ -225,6 +229,8 @@ export class IoptPages {
 
   /** Read/write through the source process's current view of the VA range (copy_{to,from}_user). */
   rwUser(startByte: number, data: Uint8Array, write: boolean): void {
+    // iopt_pages_rw_page: iommufd_should_fail() -> EINVAL
+    failPoint("EINVAL", "iopt_pages_rw_page");
     if (this.file) {
       if (write) this.file.write(Number(this.uptr) + startByte, data);
       else data.set(this.file.read(Number(this.uptr) + startByte, data.length));

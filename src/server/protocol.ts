@@ -32,6 +32,8 @@ export const enum Kind {
   WHOIS = 8,
   STATS = 9,
   EXIT = 10,
+  /** fail-nth of a thread: {u32 tid, u32 op (0 get, 1 set), u64 value} -> RESULT {count}. */
+  FAILNTH = 11,
   // first (or passive) frames on file sockets
   OPEN = 16,
   ATTACH = 17,
@@ -81,6 +83,14 @@ export const enum FileKind {
   IOMMUFD = 1,
   FAULT = 2,
   ACCESS = 3,
+  /** Shim-only (never served): /proc/<pid>/task/<tid>/fail-nth, requests go as FAILNTH frames. */
+  FAILNTH = 4,
+}
+
+/** FAILNTH.op */
+export const enum FailNthOp {
+  GET = 0,
+  SET = 1,
 }
 
 /** Exact payload sizes of fixed-size frames (variable ones: their minimum). */
@@ -95,6 +105,7 @@ export const PAYLOAD: Readonly<Record<number, { min: number; max: number }>> = {
   [Kind.WHOIS]: { min: 8, max: 8 },
   [Kind.STATS]: { min: 0, max: 0 },
   [Kind.EXIT]: { min: 0, max: 0 },
+  [Kind.FAILNTH]: { min: 16, max: 16 },
   [Kind.OPEN]: { min: 24, max: 24 },
   [Kind.ATTACH]: { min: 8, max: 8 },
   [Kind.IDENTIFY]: { min: 8, max: 8 },

@@ -9,6 +9,7 @@
  * answering is dropped; its memory accesses fail with EFAULT so the call unwinds as a failing call
  * would, and the files it held are released when their sockets report EOF.
  */
+import { asTask, FailNth, shouldFail } from "../fail-nth.js";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -21,6 +22,7 @@ import { ClientGone, Conn } from "./conn.js";
 import { parseMaps, Mirror, Mirrors, type Creds } from "./mirror.js";
 import {
   checkFrame,
+  FailNthOp,
   FileKind,
   frame,
   HelloReason,
@@ -145,6 +147,8 @@ export class SoftiommuServer {
   private readonly channelMirror = new Map<Conn, Mirror>();
   private readonly channelCreds = new Map<Conn, Creds>();
   private readonly fileOfConn = new Map<Conn, Served>();
+  /** tid -> fail-nth counter (/proc/<pid>/task/<tid>/fail-nth), armed threads only. */
+  private readonly failNth = new Map<number, FailNth>();
   private readonly files = new Map<bigint, Served>();
   private readonly byFile = new Map<IommufdFile, Served>();
   private readonly tokens = new Map<bigint, Served>();
@@ -456,9 +460,20 @@ export class SoftiommuServer {
     const pid = p.readUInt32LE(4);
     const fd = p.readUInt32LE(8);
     const which = p.readUInt32LE(16);
+    const tid = p.readUInt32LE(20);
     if (fd > 0x7fffffff || (which !== OpenPath.IOMMU && which !== OpenPath.VFIO)) throw new ProtocolError("bad OPEN");
     const m = this.mirrors.get(pid);
     if (!m) throw new ProtocolError(`OPEN from pid ${pid} before its HELLO`);
+    // iommufd_fops_open's kzalloc of the context: a fault-injection point of the opening thread
+    const armed = this.failNth.get(tid) ?? null;
+    if (armed && asTask(armed, shouldFail)) {
+      this.failNth.delete(tid);
+      mapCount(this.st.errnos, "ENOMEM");
+      c.send(resultFrame(-Errno.ENOMEM));
+      c.close();
+      this.conns.delete(c);
+      return;
+    }
     this.presetFd = fd;
     let ctx: IommufdCtx;
     try {
@@ -534,6 +549,8 @@ export class SoftiommuServer {
     switch (f.kind) {
       case Kind.IOCTL:
         return this.ioctl(c, m, p);
+      case Kind.FAILNTH:
+        return this.failNthRequest(c, p);
       case Kind.READ:
       case Kind.WRITE:
         return this.readWrite(c, m, p, f.kind === Kind.WRITE);
@@ -618,7 +635,9 @@ export class SoftiommuServer {
       const ctx = s.ctx;
       cur = this.begin(m, c, ctx, arg, prefetch);
       try {
-        ret = ctx.as(m.proc, (x) => dispatchIoctl(x, request, arg, { profile: this.profile })).ret;
+        ret = asTask(this.failNth.get(tid) ?? null, () => ctx.as(m.proc, (x) => dispatchIoctl(x, request, arg, { profile: this.profile })).ret);
+        // a counter that fired reads 0 like an absent one: forget it
+        if (this.failNth.get(tid)?.remaining === 0) this.failNth.delete(tid);
       } catch (e) {
         if (e instanceof IommuError) ret = -e.errno;
         else {
@@ -641,6 +660,31 @@ export class SoftiommuServer {
       throw new ClientGone("client gone during the request");
     }
     c.send(resultFrame(ret));
+  }
+
+  /**
+   * FAILNTH {tid, op, value}: /proc/<pid>/task/<tid>/fail-nth. The counter is the thread's
+   * (task_struct.fail_nth), kept here so the model's injection points can consume it.
+   */
+  private failNthRequest(c: Conn, p: Buffer): void {
+    const tid = p.readUInt32LE(0);
+    const op = p.readUInt32LE(4);
+    const value = p.readBigUInt64LE(8);
+    if (tid === 0 || tid > 0x3fffffff) throw new ProtocolError(`bad tid ${tid}`);
+    if (op === FailNthOp.GET) return c.send(resultFrame(this.failNth.get(tid)?.remaining ?? 0));
+    if (op !== FailNthOp.SET) throw new ProtocolError(`bad FAILNTH op ${op}`);
+    if (value > 0x7fffffffn) return c.send(resultFrame(-Errno.EINVAL));
+    const n = Number(value);
+    if (n === 0) this.failNth.delete(tid);
+    else {
+      let t = this.failNth.get(tid);
+      if (!t) {
+        t = new FailNth();
+        this.failNth.set(tid, t);
+      }
+      t.set(n);
+    }
+    c.send(resultFrame(0));
   }
 
   private countObjects(ctx: IommufdCtx): void {
@@ -1133,6 +1177,7 @@ export class SoftiommuServer {
 const FIRST_KINDS: ReadonlySet<number> = new Set([Kind.HELLO, Kind.OPEN, Kind.ATTACH, Kind.STATS]);
 const FILE_KINDS: ReadonlySet<number> = new Set([Kind.IDENTIFY]);
 const REQUEST_KINDS: ReadonlySet<number> = new Set([
+  Kind.FAILNTH,
   Kind.IOCTL,
   Kind.READ,
   Kind.WRITE,

@@ -3,6 +3,7 @@
  * 4 KiB CPU pages, aperture [1<<24, (1<<31)-1], optional 1 MiB IOPTEs, per-IOPTE dirty bits, and a
  * nested domain whose "IOTLB" is four u32 slots.
  */
+import { failPoint } from "../../fail-nth.js";
 import { fail } from "../../errno.js";
 import type { KernelProfile } from "../../iommufd/context.js";
 import { ExtentMap } from "../../util/extent-map.js";
@@ -68,6 +69,8 @@ export class MockPagingDomain extends PagingDomain {
   }
 
   map(iova: number, pa: number, n: number, prot: number, smallOnly: boolean): void {
+    // mock_domain_map_pages: iommufd_should_fail() -> ENOENT (nothing of this call is left mapped)
+    failPoint("ENOENT", "mock_domain_map_pages");
     const tag = prot & TAG_PROT_MASK;
     if (!this.huge || smallOnly) {
       this.ptes.set(iova, n, pa, tag);

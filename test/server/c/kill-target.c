@@ -1,7 +1,8 @@
 /*
  * Sets up a context with objects and pinned pages, prints "ready", then issues one ioctl that
- * keeps the server reading its memory for seconds (IOAS_ALLOW_IOVAS with a long array: one read
- * per range). The test kills it with SIGKILL meanwhile.
+ * keeps the server reading its memory for seconds (HWPT_INVALIDATE of a mock nested HWPT with
+ * 2^19 entries: one read per entry; ALLOW_IOVAS reads its array in large chunks now). The test
+ * kills it with SIGKILL meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,16 +30,30 @@ int main(void)
 		.ioas_id = a1.out_ioas_id, .user_va = (uintptr_t)buf, .length = 4 << 20,
 	};
 	if (ioctl(fd, IOMMU_IOAS_MAP, &map)) DIE("map");
-	unsigned n = 1u << 20;
-	struct iommu_iova_range *r = malloc(n * sizeof(*r));
-	for (unsigned i = 0; i < n; i++) {
-		r[i].start = (uint64_t)i * 0x10000;
-		r[i].last = r[i].start + 0xfff;
-	}
+	/* a nesting parent on a2 and a mock nested HWPT over it */
+	struct iommu_test_cmd md2 = { .size = sizeof(md2), .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = a2.out_ioas_id };
+	if (ioctl(fd, IOMMU_TEST_CMD, &md2)) DIE("mock domain 2");
+	struct iommu_hwpt_alloc parent = {
+		.size = sizeof(parent), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
+		.dev_id = md2.mock_domain.out_idev_id, .pt_id = a2.out_ioas_id,
+	};
+	if (ioctl(fd, IOMMU_HWPT_ALLOC, &parent)) DIE("nest parent");
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct iommu_hwpt_alloc nested = {
+		.size = sizeof(nested), .dev_id = md2.mock_domain.out_idev_id, .pt_id = parent.out_hwpt_id,
+		.data_type = IOMMU_HWPT_DATA_SELFTEST, .data_len = sizeof(data), .data_uptr = (uintptr_t)&data,
+	};
+	if (ioctl(fd, IOMMU_HWPT_ALLOC, &nested)) DIE("nested");
+	unsigned n = 1u << 19;
+	struct iommu_hwpt_invalidate_selftest *inv = calloc(n, sizeof(*inv));
+	if (!inv) DIE("calloc");
 	printf("ready\n");
 	fflush(stdout);
-	struct iommu_ioas_allow_iovas al = { .size = sizeof(al), .ioas_id = a2.out_ioas_id, .num_iovas = n, .allowed_iovas = (uintptr_t)r };
-	int ret = ioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, &al);
+	struct iommu_hwpt_invalidate al = {
+		.size = sizeof(al), .hwpt_id = nested.out_hwpt_id, .data_uptr = (uintptr_t)inv,
+		.data_type = IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, .entry_len = sizeof(*inv), .entry_num = n,
+	};
+	int ret = ioctl(fd, IOMMU_HWPT_INVALIDATE, &al);
 	printf("finished %d\n", ret);
 	return 0;
 }
