@@ -96,8 +96,10 @@ export function buildProgram(
   tree: string,
   program: string,
   outDir: string,
-  opts?: { includeDir?: string; extra?: string[]; cc?: string },
+  opts?: { includeDir?: string; extra?: string[]; cc?: string; source?: string },
 ): { path: string; rebuilt: boolean; warnings?: string };
+/** Writes iommufd_adapted_612.c (the selftest with its newer-than-6.12 uses taken out) next to iommufd.c; returns its name. */
+export function adaptSelftestTo612(tree: string): string;
 export function listRuns(binary: string): string[];
 export const NR_HUGEPAGES: string;
 export function reserveHugepages(want: number): { before: number; after: number; error?: undefined } | { error: string; before?: undefined; after?: undefined };

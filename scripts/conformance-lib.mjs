@@ -378,12 +378,12 @@ function mtime(p) {
  * binary is newer than its inputs. `extra` adds compiler flags (e.g. -static for the oracle).
  * Returns { path, rebuilt } or throws with the compiler's output.
  */
-export function buildProgram(tree, program, outDir, { includeDir = join(ROOT, "include"), extra = [], cc = process.env.CC || "cc" } = {}) {
+export function buildProgram(tree, program, outDir, { includeDir = join(ROOT, "include"), extra = [], cc = process.env.CC || "cc", source = `${program}.c` } = {}) {
   mkdirSync(outDir, { recursive: true });
   const out = join(outDir, program);
   const srcDir = join(tree, SELFTEST_DIR);
   const inputs = [
-    join(srcDir, `${program}.c`),
+    join(srcDir, source),
     join(srcDir, "iommufd_utils.h"),
     join(tree, "tools/testing/selftests/kselftest_harness.h"),
     join(tree, "tools/testing/selftests/kselftest.h"),
@@ -392,7 +392,7 @@ export function buildProgram(tree, program, outDir, { includeDir = join(ROOT, "i
     join(includeDir, "linux/iommufd.h"),
   ];
   const flagsFile = `${out}.flags`;
-  const args = compileArgs(program, includeDir, out, extra);
+  const args = compileArgs(source.replace(/\.c$/, ""), includeDir, out, extra);
   const flags = JSON.stringify([cc, ...args]);
   const newest = Math.max(...inputs.map(mtime));
   if (mtime(out) > newest && existsSync(flagsFile) && readFileSync(flagsFile, "utf8") === flags) return { path: out, rebuilt: false };
@@ -401,6 +401,33 @@ export function buildProgram(tree, program, outDir, { includeDir = join(ROOT, "i
   if (r.status !== 0) throw new Error(`${cc} ${args.join(" ")} (in ${srcDir}) failed:\n${r.stderr}`);
   writeFileSync(flagsFile, flags);
   return { path: out, rebuilt: true, warnings: r.stderr };
+}
+
+/**
+ * The selftest adapted to Linux 6.12, as the oracle's notes describe it: the two places where the
+ * 6.12.117 selftest uses uAPI newer than its kernel are taken out — the iommufd_ioas variant that
+ * makes a MOCK_FLAGS_DEVICE_PASID mock device (pasid_capable), and GET_HW_INFO requests for a given
+ * data type (IOMMU_HW_INFO_FLAG_INPUT_TYPE). Written next to the cached original (never into the
+ * repository) as iommufd_adapted_612.c; every edit must apply exactly once, so a different source
+ * fails loudly instead of being half adapted. Returns the source file name.
+ */
+export function adaptSelftestTo612(tree) {
+  const dir = join(tree, SELFTEST_DIR);
+  let src = readFileSync(join(dir, "iommufd.c"), "utf8");
+  const edits = [
+    [/\.pasid_capable = true,/g, ".pasid_capable = false, /* adapted: no PASID mock device before 6.13 */"],
+    [/test_err_get_hw_info\(EOPNOTSUPP,[^;]*IOMMU_HW_INFO_TYPE_SELFTEST \+ 1[^;]*;/g, "/* adapted: no IOMMU_HW_INFO_FLAG_INPUT_TYPE in 6.12 */"],
+    [/test_cmd_get_hw_info\(self->device_id,\s*IOMMU_HW_INFO_TYPE_SELFTEST,[^;]*;/g, "/* adapted: no IOMMU_HW_INFO_FLAG_INPUT_TYPE in 6.12 */"],
+  ];
+  for (const [re, by] of edits) {
+    const n = (src.match(re) ?? []).length;
+    if (n !== 1) throw new Error(`adapting iommufd.c to 6.12: ${re} matched ${n} times, expected once`);
+    src = src.replace(re, by);
+  }
+  const name = "iommufd_adapted_612.c";
+  const file = join(dir, name);
+  if (!existsSync(file) || readFileSync(file, "utf8") !== src) writeFileSync(file, src);
+  return name;
 }
 
 /** The runs a built program enumerates (`PROGRAM -l`, which lists on stderr and exits 4). */

@@ -24,6 +24,9 @@
 //   --oracle DIR           run static builds on the real 6.12 kernel instead (DIR/run-in-vm.sh,
 //                          ../shared/oracle) and store the transcripts in conformance/oracle/
 //   --no-install           never apt-get install
+//   --adapted              iommufd adapted to 6.12 (its PASID mock device and GET_HW_INFO data-type
+//                          requests taken out; built as iommufd_adapted_612.c in the cache), run
+//                          with --kernel 6.12 against conformance/expected-6.12-adapted.txt
 //   -- ARGS                passed to the programs (kselftest filters: -f/-v/-t/-r ...)
 // Environment: SOFTIOMMU_CACHE_DIR, SOFTIOMMU_LINUX_TARBALL, SOFTIOMMU_HUGEPAGES (default 128),
 // SOFTIOMMU_RUN_CLI (another `softiommu` CLI script to run under), CC.
@@ -52,6 +55,7 @@ import {
   parseRunLine,
   parseTapLine,
   PROGRAMS,
+  adaptSelftestTo612,
   reserveHugepages,
   restoreHugepages,
   ROOT,
@@ -77,6 +81,7 @@ let buildOnly = false;
 let update = false;
 let oracle = null;
 let install = true;
+let adapted = false;
 for (let i = 0; i < opts.length; i++) {
   const a = opts[i];
   const val = () => {
@@ -90,6 +95,7 @@ for (let i = 0; i < opts.length; i++) {
   else if (a === "--update-expected") update = true;
   else if (a === "--oracle") oracle = val();
   else if (a === "--no-install") install = false;
+  else if (a === "--adapted") adapted = true;
   else if (a === "-h" || a === "--help") {
     const src = readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n");
     out(src.slice(1, src.findIndex((l) => l.startsWith("import"))).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
@@ -98,9 +104,11 @@ for (let i = 0; i < opts.length; i++) {
 }
 if (kernel !== "newest" && kernel !== "6.12") die(`--kernel ${kernel}: want newest or 6.12`);
 for (const p of only) if (!PROGRAMS.includes(p)) die(`--only ${p}: want one of ${PROGRAMS.join(", ")}`);
-const programs = only.length ? PROGRAMS.filter((p) => only.includes(p)) : PROGRAMS;
+// --adapted: iommufd with its two newer-than-6.12 uses taken out, answered as 6.12
+if (adapted) kernel = "6.12";
+const programs = adapted ? ["iommufd"] : only.length ? PROGRAMS.filter((p) => only.includes(p)) : PROGRAMS;
 if (oracle) kernel = "6.12";
-expectedFile ??= join(ROOT, "conformance", kernel === "6.12" ? "expected-6.12.txt" : "expected.txt");
+expectedFile ??= join(ROOT, "conformance", adapted ? "expected-6.12-adapted.txt" : kernel === "6.12" ? "expected-6.12.txt" : "expected.txt");
 const ORACLE_DIR = join(ROOT, "conformance", "oracle");
 
 // ------------------------------------------------------------------------------------ 1-3: sources and build
@@ -116,11 +124,12 @@ try {
   die(e.message);
 }
 const version = packageVersion();
-const buildDir = join(cache, oracle ? "build-static" : "build");
+const buildDir = join(cache, (oracle ? "build-static" : "build") + (adapted ? "-adapted" : ""));
+const adaptedSource = adapted ? adaptSelftestTo612(tree) : null;
 const binaries = {};
 for (const p of programs) {
   try {
-    const b = buildProgram(tree, p, buildDir, oracle ? { extra: ["-static"] } : {});
+    const b = buildProgram(tree, p, buildDir, { ...(oracle ? { extra: ["-static"] } : {}), ...(adaptedSource ? { source: adaptedSource } : {}) });
     binaries[p] = b.path;
     if (b.rebuilt) note(`built ${b.path}${oracle ? " (static, for the oracle)" : ""}`);
   } catch (e) {
@@ -333,8 +342,9 @@ for (const p of programs) {
   out(`  transcript: ${r.log}`);
   if (oracle) {
     mkdirSync(ORACLE_DIR, { recursive: true });
-    writeFileSync(join(ORACLE_DIR, `${p}.tap`), readFileSync(r.log, "utf8"));
-    out(`  stored as ${relative(process.cwd(), join(ORACLE_DIR, `${p}.tap`))}`);
+    const stored = join(ORACLE_DIR, `${p}${adapted ? "-adapted-6.12" : ""}.tap`);
+    writeFileSync(stored, readFileSync(r.log, "utf8"));
+    out(`  stored as ${relative(process.cwd(), stored)}`);
   }
 }
 putBack();

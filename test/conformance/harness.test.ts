@@ -289,6 +289,30 @@ test("the 6.12.117 selftest (iommufd, iommufd_fail_nth) builds dynamically linke
   }
 });
 
+test("the selftest adapted to 6.12 takes out exactly the PASID mock device and the data-type GET_HW_INFO requests, builds, and still lists 190 runs", { skip: !HAS_CC && "no C compiler (cc)" }, (t) => {
+  const tarball = lib.findTarball();
+  if (!tarball) {
+    t.skip(`${lib.TARBALL} is absent`);
+    return;
+  }
+  const tree = lib.extractSelftest(tarball, lib.cacheDir());
+  const src = join(tree, lib.SELFTEST_DIR);
+  const before = readFileSync(join(src, "iommufd.c"), "utf8");
+  const name = lib.adaptSelftestTo612(tree);
+  const adapted = readFileSync(join(src, name), "utf8");
+  assert.equal(readFileSync(join(src, "iommufd.c"), "utf8"), before, "the original is not edited");
+  assert.ok(!adapted.includes(".pasid_capable = true"));
+  assert.ok(!/IOMMU_HW_INFO_TYPE_SELFTEST(\s*\+\s*1)?,\s*&buffer_exact/.test(adapted), "no data-type GET_HW_INFO requests left");
+  assert.equal(adapted.split("/* adapted:").length - 1, 3, "three edits");
+  const out = mkdtempSync(join(tmpdir(), "softiommu-adapted-"));
+  try {
+    const b = lib.buildProgram(tree, "iommufd", out, { source: name });
+    assert.deepEqual(lib.listRuns(b.path), lib.expandList(lib.parseList(LIST_IOMMUFD)));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test("the harness only unpacks the selftest parts of the tree", () => {
   assert.deepEqual(lib.EXTRACT_PATTERNS, [
     "linux-source-6.12/tools/testing/selftests/kselftest*",
