@@ -41,19 +41,10 @@ function setup(withDomain: boolean, len: number) {
 
 /** IOAS_MAP then IOAS_UNMAP of 1 GiB of 4 KiB pages with one mock domain attached (ns per page). */
 function mapUnmap4k(): number {
-  const { buf, ctx, ioas } = setup(true, GiB);
-  const pages = GiB / 4096;
-  const iova = 1n << 24n;
-  const once = (): number => {
-    const t0 = performance.now();
-    ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova });
-    ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(GiB) });
-    return ((performance.now() - t0) * 1e6) / pages;
-  };
-  const first = once(); // includes faulting the memory in
+  const env = setup(true, GiB);
+  timeMapUnmap(env, GiB, 1n << 24n); // the first one also faults the memory in
   const xs: number[] = [];
-  for (let i = 0; i < 15; i++) xs.push(once());
-  void first;
+  for (let i = 0; i < 15; i++) xs.push((timeMapUnmap(env, GiB, 1n << 24n) * 1e6) / (GiB / 4096));
   return median(xs);
 }
 
@@ -77,55 +68,47 @@ function fragmentedSetup(len: number) {
 }
 
 function mapUnmapFragmented(len: number): { nsPerPage: number; bytesPerPage: number } {
-  const { buf, ctx, ioas } = fragmentedSetup(len);
-  const pages = len / 4096;
+  const env = fragmentedSetup(len);
   const iova = 1n << 24n;
   const xs: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(len), iova });
-    ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(len) });
-    xs.push(((performance.now() - t0) * 1e6) / pages);
-  }
+  for (let i = 0; i < 5; i++) xs.push((timeMapUnmap(env, len, iova) * 1e6) / (len / 4096));
+  return { nsPerPage: median(xs), bytesPerPage: retainedPerPage(env, len, iova) };
+}
+
+/** One IOAS_MAP + IOAS_UNMAP of [buf, buf+len) at `iova`, in milliseconds. */
+function timeMapUnmap(env: ReturnType<typeof setup>, len: number, iova: bigint): number {
+  const { buf, ctx, ioas } = env;
+  const t0 = performance.now();
+  ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(len), iova });
+  ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(len) });
+  return performance.now() - t0;
+}
+
+/** Retained bytes (heap + typed arrays) per 4 KiB page while [buf, buf+len) is mapped at `iova`. */
+function retainedPerPage(env: ReturnType<typeof setup>, len: number, iova: bigint): number {
+  const { buf, ctx, ioas } = env;
   gc();
   const before = retained();
   ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(len), iova });
   gc();
   const after = retained();
   ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(len) });
-  return { nsPerPage: median(xs), bytesPerPage: Math.max(0, after - before) / pages };
-}
-
-/** Retained heap per mapped 4 KiB page while 1 GiB is mapped into a mock domain (bytes). */
-function mapBytesPerPage(): number {
-  const { buf, ctx, ioas } = setup(true, GiB);
-  const iova = 1n << 24n;
-  // warm once so lazily created structures of the host exist before measuring
-  ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova });
-  ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(GiB) });
-  gc();
-  const before = retained();
-  ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova });
-  gc();
-  const after = retained();
-  ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(GiB) });
-  return Math.max(0, after - before) / (GiB / 4096);
+  return Math.max(0, after - before) / (len / 4096);
 }
 
 /**
- * The same, cold: the first map faults the memory in, so the figure also counts the simulated
- * host's own per-frame bookkeeping (page-table runs, per-frame ref/pin counters).
+ * Retained heap per mapped 4 KiB page while 1 GiB is mapped into a mock domain (bytes). Warm: a
+ * first map has faulted the memory in, so only the mapping's own cost counts; cold: the first map,
+ * which also counts the simulated host's per-frame bookkeeping (page-table runs, ref/pin counters).
  */
-function mapBytesPerPageCold(): number {
-  const { buf, ctx, ioas } = setup(true, GiB);
+function mapBytesPerPage(warm: boolean): number {
+  const env = setup(true, GiB);
   const iova = 1n << 24n;
-  gc();
-  const before = retained();
-  ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova });
-  gc();
-  const after = retained();
-  ctx.ioasUnmap({ ioas_id: ioas, iova, length: BigInt(GiB) });
-  return Math.max(0, after - before) / (GiB / 4096);
+  if (warm) {
+    env.ctx.ioasMap({ flags: RW, ioas_id: env.ioas, user_va: BigInt(env.buf), length: BigInt(GiB), iova });
+    env.ctx.ioasUnmap({ ioas_id: env.ioas, iova, length: BigInt(GiB) });
+  }
+  return retainedPerPage(env, GiB, iova);
 }
 
 /** IOAS_MAP of 64 GiB with no domain and no access: nothing may be pinned or touched (µs). */
@@ -182,14 +165,10 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; shim_
     const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g))?.[1]);
     await server.close();
     // the same 1 GiB map + unmap in-process (MAP_SHARED|MAP_ANONYMOUS memory, one mock domain)
-    const { buf, ctx, ioas } = setup(true, GiB);
+    const env = setup(true, GiB);
+    timeMapUnmap(env, GiB, 1n << 24n);
     const xs: number[] = [];
-    for (let i = 0; i <= 15; i++) {
-      const t0 = performance.now();
-      ctx.ioasMap({ flags: RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(GiB), iova: 1n << 24n });
-      ctx.ioasUnmap({ ioas_id: ioas, iova: 1n << 24n, length: BigInt(GiB) });
-      if (i > 0) xs.push(performance.now() - t0);
-    }
+    for (let i = 0; i < 15; i++) xs.push(timeMapUnmap(env, GiB, 1n << 24n));
     return {
       ioctl_roundtrip_us: Number(/median_us ([\d.]+)/.exec(rtOut)?.[1]),
       shim_map_1g_ratio: +(shimMs / median(xs)).toFixed(3),
@@ -208,8 +187,8 @@ async function main(): Promise<void> {
   const frag = mapUnmapFragmented(GiB / 4);
   const out = {
     map_unmap_4k_ns_per_page: +mapUnmap4k().toFixed(3),
-    map_bytes_per_page_4k: +mapBytesPerPage().toFixed(3),
-    map_bytes_per_page_4k_cold: +mapBytesPerPageCold().toFixed(3),
+    map_bytes_per_page_4k: +mapBytesPerPage(true).toFixed(3),
+    map_bytes_per_page_4k_cold: +mapBytesPerPage(false).toFixed(3),
     map_lazy_64g_us: +lazy.us.toFixed(3),
     map_lazy_64g_pages_touched: lazy.pinned,
     walk_4level_ns: +benchWalk4Level(() => performance.now()).toFixed(2),
