@@ -48,8 +48,6 @@ export class IommufdDevice extends IommufdObject {
     releaseDmaOwner(this.dev);
     this.ctx.putGroup(this.igroup);
     if (!isMockDevice(this.dev)) this.ctx.fileClosed();
-    // dead: a context teardown walking a snapshot of the table must not destroy it again
-    this.users = 0;
   }
 
   get attached(): boolean {

@@ -54,8 +54,6 @@ export class HwptPaging extends IommufdObject {
     if (this.msiCookie) iommuPutDmaCookie(this.domain);
     if (this.fault) this.fault.users--;
     this.ioas.users--;
-    // dead: a context teardown walking a snapshot of the table must not destroy it again
-    this.users = 0;
   }
 }
 
