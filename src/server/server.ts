@@ -19,7 +19,7 @@ import { FdTable, fdTableOf, type IommufdFile } from "../iommufd/files.js";
 import { Host, MMAP_MIN_ADDR, PAGE_SIZE, TASK_SIZE } from "../mm/index.js";
 import { decode, ioctlFor, VFIO_IOCTLS, dispatchIoctl, type Profile, type StructLayout, type UObject } from "../uapi/index.js";
 import { ClientGone, Conn } from "./conn.js";
-import { parseMaps, Mirror, Mirrors, type Creds } from "./mirror.js";
+import { parseMaps, Mirror, Mirrors, withCaps, type Capability, type Creds } from "./mirror.js";
 import {
   checkFrame,
   FailNthOp,
@@ -46,6 +46,11 @@ export interface ServerOptions {
   log?: (msg: string) => void;
   /** How long a client may take to answer a memory request before it is dropped (ms, default 10000). */
   clientTimeoutMs?: number;
+  /**
+   * Capabilities every client is treated as having, whatever its real ones (`softiommu run --cap`):
+   * for running code that needs e.g. CAP_SYS_RESOURCE where the real process cannot have it.
+   */
+  grantCaps?: readonly Capability[];
 }
 
 export interface TraceRecord {
@@ -282,6 +287,7 @@ export class SoftiommuServer {
     if (this.pumping || this.cur) return;
     this.pumping = true;
     try {
+      let last: Conn | null = null;
       for (let progress = true; progress; ) {
         progress = false;
         for (const c of [...this.conns]) {
@@ -298,16 +304,42 @@ export class SoftiommuServer {
           if (f) {
             this.serveFrame(c, f);
             progress = true;
+            last = c;
           } else if (c.eof && !this.eofHandled.has(c)) {
             this.handleEof(c);
             progress = true;
           }
+        }
+        // A client usually sends its next request at once: wait for it here a little instead of
+        // going back to the event loop, whose wake-up costs more than the request itself.
+        if (!progress && last) {
+          progress = this.linger(last);
+          last = null;
         }
       }
     } finally {
       this.pumping = false;
     }
     if (!this.cur && this.busy.size === 0) for (const r of this.idle.splice(0)) r();
+  }
+
+  /**
+   * Poll the channels for up to LINGER_US after answering on `last`; true when bytes (or an EOF)
+   * arrived on one of them. Only with a few channels: each poll is a read on every one.
+   */
+  private linger(last: Conn): boolean {
+    if (last.closed || last.role !== "channel") return false;
+    const chans: Conn[] = [];
+    for (const c of this.conns) {
+      if (c.role !== "channel" || c.closed || c.eof || this.busy.has(c)) continue;
+      if (chans.length === LINGER_MAX_CHANNELS) return false;
+      chans.push(c);
+    }
+    const t0 = performance.now();
+    for (let i = 1; ; i++) {
+      for (const c of chans) if (c.fill() !== "none") return true;
+      if ((i & 7) === 0 && performance.now() - t0 > LINGER_US / 1000) return false;
+    }
   }
 
   private protocolError(c: Conn, e: Error): void {
@@ -418,11 +450,14 @@ export class SoftiommuServer {
     const ppid = p.readUInt32LE(8);
     const reason = p.readUInt32LE(12);
     const memlock = p.readBigUInt64LE(32);
-    const creds: Creds = {
-      uid: p.readUInt32LE(16),
-      capEff: p.readBigUInt64LE(24),
-      rlimitMemlock: memlock === U64_MAX || memlock > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(memlock),
-    };
+    const creds: Creds = withCaps(
+      {
+        uid: p.readUInt32LE(16),
+        capEff: p.readBigUInt64LE(24),
+        rlimitMemlock: memlock === U64_MAX || memlock > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(memlock),
+      },
+      this.opts.grantCaps ?? [],
+    );
     if (pid === 0 || pid > 0x3fffffff) throw new ProtocolError(`bad pid ${pid}`);
     let m = this.mirrors.get(pid);
     if (reason === HelloReason.IMAGE_START || !m) {
@@ -1173,6 +1208,10 @@ export class SoftiommuServer {
     };
   }
 }
+
+/** How long the server polls a channel for its next request after answering one (µs). */
+const LINGER_US = 100;
+const LINGER_MAX_CHANNELS = 4;
 
 const FIRST_KINDS: ReadonlySet<number> = new Set([Kind.HELLO, Kind.OPEN, Kind.ATTACH, Kind.STATS]);
 const FILE_KINDS: ReadonlySet<number> = new Set([Kind.IDENTIFY]);
