@@ -9,8 +9,10 @@
 //   3. `iommufd` and `iommufd_fail_nth` built (dynamically linked) with the selftest Makefile's
 //      flags and -I include/ (the project's <linux/iommufd.h>), sources untouched;
 //   4. as root, 2 MiB hugepages reserved (MAP_HUGETLB fixtures) and put back afterwards;
-//   5. each program run as `node dist/src/cli/main.js run [--kernel 6.12] -- PROGRAM` with a
-//      progress line, its TAP parsed, totals printed per fixture;
+//   5. each program run as `node dist/src/cli/main.js run --cap all [--kernel 6.12] -- PROGRAM`
+//      with a progress line, its TAP parsed, totals printed per fixture (--cap all: the program is
+//      treated as the oracle's root, who has every capability the model checks, even where the real
+//      root lacks one, like a container without CAP_SYS_RESOURCE);
 //   6. every run compared with the expectation file: exit 1 when a test expected to pass does not
 //      (or the binary has a test the file does not list), 2 when the suite cannot run at all.
 //
@@ -24,6 +26,7 @@
 //   --oracle DIR           run static builds on the real 6.12 kernel instead (DIR/run-in-vm.sh,
 //                          ../shared/oracle) and store the transcripts in conformance/oracle/
 //   --no-install           never apt-get install
+//   --real-caps            no --cap all: the emulated kernel checks the program's real capabilities
 //   --adapted              iommufd adapted to 6.12 (its PASID mock device and GET_HW_INFO data-type
 //                          requests taken out; built as iommufd_adapted_612.c in the cache), run
 //                          with --kernel 6.12 against conformance/expected-6.12-adapted.txt
@@ -81,6 +84,7 @@ let buildOnly = false;
 let update = false;
 let oracle = null;
 let install = true;
+let realCaps = false;
 let adapted = false;
 for (let i = 0; i < opts.length; i++) {
   const a = opts[i];
@@ -95,6 +99,7 @@ for (let i = 0; i < opts.length; i++) {
   else if (a === "--update-expected") update = true;
   else if (a === "--oracle") oracle = val();
   else if (a === "--no-install") install = false;
+  else if (a === "--real-caps") realCaps = true;
   else if (a === "--adapted") adapted = true;
   else if (a === "-h" || a === "--help") {
     const src = readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n");
@@ -253,7 +258,7 @@ mkdirSync(resultsDir, { recursive: true });
 /** Runs one program; resolves to { results, plan, status, stderrTail, log }. */
 function runProgram(program) {
   const total = listed[program].length;
-  const args = oracle ? [binaries[program], ...passArgs] : [runner, "run", ...(kernel !== "newest" ? ["--kernel", kernel] : []), "--", binaries[program], ...passArgs];
+  const args = oracle ? [binaries[program], ...passArgs] : [runner, "run", ...(realCaps ? [] : ["--cap", "all"]), ...(kernel !== "newest" ? ["--kernel", kernel] : []), "--", binaries[program], ...passArgs];
   const cmd = oracle ? runner : process.execPath;
   const logPath = join(resultsDir, `${program}.tap`);
   const log = createWriteStream(logPath);

@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { defaultSocketPath, SoftiommuServer, type ServerStats, type TraceRecord } from "../server/index.js";
+import { CAPABILITIES, defaultSocketPath, SoftiommuServer, type Capability, type ServerStats, type TraceRecord } from "../server/index.js";
 import { frame, Kind } from "../server/protocol.js";
 import { ensureNative, examplePath, shimPath } from "./native.js";
 import { formatSummary } from "./summary.js";
@@ -26,6 +26,25 @@ type Kernel = (typeof KERNELS)[number];
 
 function kernelOption(): Option {
   return new Option("--kernel <profile>", "the kernel to answer as").choices(KERNELS).default("newest");
+}
+
+function capOption(): Option {
+  const names = Object.keys(CAPABILITIES) as Capability[];
+  return new Option(
+    "--cap <names>",
+    `treat the program as having these capabilities in the emulated kernel, whatever its real ones (comma-separated: ${names.join(", ")}, or all)`,
+  )
+    .argParser((v: string, prev: Capability[] | undefined): Capability[] => {
+      const out = [...(prev ?? [])];
+      for (const raw of v.split(",")) {
+        const n = raw.trim().toLowerCase().replace(/^cap_/, "");
+        if (n === "all") out.push(...names);
+        else if ((names as string[]).includes(n)) out.push(n as Capability);
+        else throw new InvalidArgumentError(`unknown capability ${JSON.stringify(raw)} (known: ${names.join(", ")}, all)`);
+      }
+      return [...new Set(out)];
+    })
+    .default([] as Capability[]);
 }
 
 function traceSink(file: string | undefined): { write: ((r: TraceRecord) => void) | undefined; close: () => void } {
@@ -43,13 +62,22 @@ function runtimeBase(): string {
   return rt && fs.existsSync(rt) ? rt : os.tmpdir();
 }
 
-async function serve(opts: { socket?: string; kernel: Kernel; trace?: string; verbose?: boolean }): Promise<void> {
+interface ServeOpts {
+  socket?: string;
+  kernel: Kernel;
+  cap: Capability[];
+  trace?: string;
+  verbose?: boolean;
+}
+
+async function serve(opts: ServeOpts): Promise<void> {
   const err = await ensureNative();
   if (err) process.stderr.write(`softiommu: warning: ${err}\n`);
   const sock = opts.socket ?? defaultSocketPath();
   const trace = traceSink(opts.trace);
   const server = new SoftiommuServer({
     profile: opts.kernel,
+    grantCaps: opts.cap,
     trace: trace.write,
     log: opts.verbose ? (m) => process.stderr.write(m + "\n") : undefined,
   });
@@ -70,6 +98,7 @@ async function serve(opts: { socket?: string; kernel: Kernel; trace?: string; ve
 
 interface RunOpts {
   kernel: Kernel;
+  cap: Capability[];
   trace?: string;
   summaryJson?: string;
   quiet?: boolean;
@@ -89,6 +118,7 @@ async function run(argv: string[], opts: RunOpts): Promise<number> {
   const trace = traceSink(opts.trace);
   const server = new SoftiommuServer({
     profile: opts.kernel,
+    grantCaps: opts.cap,
     trace: trace.write,
     log: opts.verbose ? (m) => process.stderr.write(m + "\n") : undefined,
   });
@@ -155,15 +185,17 @@ program
   .description("serve /dev/iommu to programs running with the preload shim (LD_PRELOAD)")
   .option("--socket <path>", "socket path (default $XDG_RUNTIME_DIR/softiommu/sock or /tmp/softiommu-$UID/sock)")
   .addOption(kernelOption())
+  .addOption(capOption())
   .option("--trace <file>", "write one JSON line per ioctl", positiveFile)
   .option("-v, --verbose", "log dropped clients and internal errors")
-  .action(async (o: { socket?: string; kernel: Kernel; trace?: string; verbose?: boolean }) => serve(o));
+  .action(async (o: ServeOpts) => serve(o));
 
 program
   .command("run")
   .description("run PROGRAM against a private softiommu server (no PROGRAM: the bundled example VMM client)")
   .argument("[program...]", "the program and its arguments (after --)")
   .addOption(kernelOption())
+  .addOption(capOption())
   .option("--trace <file>", "write one JSON line per ioctl: decoded arguments, result, duration", positiveFile)
   .option("--summary-json <file>", "also write the summary as JSON", positiveFile)
   .option("-q, --quiet", "no summary on stderr")

@@ -3,5 +3,5 @@
  * programs through the preload shim). See docs/design/shim-and-server.md.
  */
 export { SoftiommuServer, defaultSocketPath, isAlive, ioctlName, jsonify, type ServerOptions, type ServerStats, type TraceRecord } from "./server.js";
-export { parseMaps, type MapsEntry } from "./mirror.js";
+export { CAPABILITIES, parseMaps, type Capability, type MapsEntry } from "./mirror.js";
 export * as protocol from "./protocol.js";

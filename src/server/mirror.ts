@@ -95,6 +95,17 @@ const CAP_IPC_LOCK = 14n;
 const CAP_SYS_RAWIO = 17n;
 const CAP_SYS_RESOURCE = 24n;
 
+/** The capabilities the model checks, by the name `softiommu run --cap` takes. */
+export const CAPABILITIES = { ipc_lock: CAP_IPC_LOCK, sys_rawio: CAP_SYS_RAWIO, sys_resource: CAP_SYS_RESOURCE } as const;
+export type Capability = keyof typeof CAPABILITIES;
+
+/** creds with the named capabilities added to the effective set. */
+export function withCaps(creds: Creds, grant: readonly Capability[]): Creds {
+  let capEff = creds.capEff;
+  for (const c of grant) capEff |= 1n << CAPABILITIES[c];
+  return { ...creds, capEff };
+}
+
 /** All mirrors of one server, and the shared objects their mappings name. */
 export class Mirrors {
   readonly byPid = new Map<number, Mirror>();
