@@ -198,3 +198,23 @@ test("freed tables are reused zeroed, and the pool goes back to memory when no t
   assert.equal(mem.tableFrames, 0);
   assert.equal(mem.phys.framesInUse, 0);
 });
+
+test("an engine given an existing root walks another engine's tables and refuses to change them", () => {
+  const { eng, mem } = newEngine(vtdSecondStage());
+  eng.map(0x1000, 0x5000, 0x200, RW);
+  const walker = new PageTableEngine(mem, vtdSecondStage(), { root: eng.root });
+  assert.equal(walker.borrowed, true);
+  assert.equal(walker.translate(0x10ff, ACC_WRITE), 0x50ff);
+  assert.deepEqual(
+    walker.walk(0x1000).steps.map((s) => [s.entryPa, s.lo, s.hi]),
+    eng.walk(0x1000).steps.map((s) => [s.entryPa, s.lo, s.hi]),
+  );
+  // the owner changes the tables: the walker sees it (it caches nothing)
+  eng.unmap(0x1000, 0x200);
+  assert.equal(walker.translate(0x10ff, ACC_READ), -1);
+  assert.equal(walker.fault, FAULT_TRANSLATION);
+  assert.throws(() => walker.map(0x1000, 0x5000, 1, RW), /walker/);
+  assert.throws(() => walker.unmap(0x1000, 1), /walker/);
+  assert.throws(() => walker.destroy(), /walker/);
+  assert.equal(eng.tablePages > 0, true);
+});

@@ -41,6 +41,13 @@ export interface EngineOptions {
   hwDirty?: boolean;
   /** Arm: writable leaves are written with DBM, so their dirty state is tracked (Linux with HD). */
   dbm?: boolean;
+  /**
+   * Walk an existing table instead of making one: its top-level table's page number (a guest page
+   * number when the engine is nested). Such an engine is the hardware's walker over tables someone
+   * else builds (a driver, a guest): translate and walk work; map, unmap, readAndClearDirty and
+   * destroy are refused.
+   */
+  root?: number;
 }
 
 /** One level of a walk. Addresses are physical byte addresses (as numbers: < 2^52). */
@@ -81,6 +88,8 @@ export interface WalkResult {
 export class PageTableEngine {
   /** The top-level table (a pfn in the FrameStore's numbering). */
   declare readonly root: number;
+  /** The tables belong to someone else (EngineOptions.root): walk only. */
+  declare readonly borrowed: boolean;
   declare readonly format: PageTableFormat;
   /** Input pages (2^(inputBits-12)) and output pages the format can address. */
   declare readonly inputPages: number;
@@ -264,7 +273,9 @@ export class PageTableEngine {
     this.setHardwareUpdates(this.hwA, this.hwD);
     this.pathTbl = new Float64Array(n);
     this.pathIdx = new Int32Array(n);
-    this.root = this.allocTable(0);
+    this.borrowed = opts.root !== undefined;
+    if (opts.root !== undefined) assert(Number.isSafeInteger(opts.root) && opts.root >= 0 && opts.root % this.frames[0] === 0, "a root is a table-aligned page number");
+    this.root = opts.root ?? this.allocTable(0);
   }
 
   /** After a success: the permissions (ACC_*) of the translation (intersected with stage 2's). */
@@ -906,6 +917,7 @@ export class PageTableEngine {
 
   /** Free every table, the root included. The engine cannot be used afterwards. */
   destroy(): void {
+    assert(!this.borrowed, "a walker does not own the tables it walks");
     if (this.destroyed) return;
     const mem = this.mem;
     let l = 0;
@@ -951,6 +963,7 @@ export class PageTableEngine {
 
   private checkRange(vpn: number, npages: number): void {
     assert(!this.destroyed, "page table used after destroy");
+    assert(!this.borrowed, "a walker does not change the tables it walks");
     const gp = this.granulePages;
     if (!(Number.isSafeInteger(vpn) && Number.isSafeInteger(npages) && vpn >= 0 && npages >= 0 && vpn % gp === 0 && npages % gp === 0)) {
       fail("EINVAL", `input range ${vpn} +${npages} is not whole ${gp * 4} KiB granules`);

@@ -1,0 +1,354 @@
+/**
+ * An IOTLB: cached translations of an IOMMU, looked up by the hardware before it walks.
+ *
+ * An entry caches one leaf: the input pages [vpn, vpn + 2^sizeLog2) (sizeLog2 in 4 KiB pages: 0,
+ * 9, 18 for 4 KiB / 2 MiB / 1 GiB) → output pages from ppn, with the access permissions (ACC_*)
+ * the walk granted. It is found by its key (k1, k2, vpn, size) — what the unit chooses: VT-d keys
+ * by (source-id, PASID) like QEMU's vtd_iotlb_key, SMMUv3 by (ASID, VMID) — and carries two tags
+ * (e.g. the domain ID) that only invalidation looks at.
+ *
+ * Storage is an open-addressing hash table (linear probing, backward-shift deletion) in typed
+ * arrays: no object per entry, nothing allocated on lookup or insert. A lookup probes once per page
+ * size present in the cache, smallest first.
+ *
+ * Replacement when `capacity` entries are held and a new one comes:
+ * - "reset" (default, QEMU's VT-d and SMMUv3 models): drop every entry, then insert;
+ * - "fifo": evict the oldest entry still cached.
+ */
+import { assert } from "../errno.js";
+
+export type IotlbPolicy = "reset" | "fifo";
+
+export interface IotlbOptions {
+  /** Most entries held (default 1024: QEMU's VTD_IOTLB_MAX_SIZE). */
+  capacity?: number;
+  policy?: IotlbPolicy;
+}
+
+/** What an invalidation matches; an absent field matches everything. */
+export interface IotlbFilter {
+  k1?: number;
+  k2?: number;
+  tagA?: number;
+  tagB?: number;
+  /** Entries overlapping [vpn, vpn + npages) (both or neither). */
+  vpn?: number;
+  npages?: number;
+}
+
+export interface IotlbStats {
+  hits: number;
+  misses: number;
+  inserts: number;
+  evictions: number;
+  resets: number;
+  invalidated: number;
+}
+
+const TWO32 = 4294967296;
+/** Page-size classes an entry can have: sizeLog2 0..MAX_SIZE_LOG2. */
+const MAX_SIZE_LOG2 = 36;
+
+export class Iotlb {
+  readonly capacity: number;
+  readonly policy: IotlbPolicy;
+  /** Slot index of the last hit / insert (read ppn / perms / size through the accessors). */
+  private slotMask: number;
+  private readonly used: Uint8Array;
+  private readonly k1: Int32Array;
+  private readonly k2: Int32Array;
+  private readonly vpn: Float64Array;
+  private readonly sizeLog2: Uint8Array;
+  private readonly ppn: Float64Array;
+  private readonly permsA: Uint8Array;
+  private readonly tagA: Int32Array;
+  private readonly tagB: Int32Array;
+  /** Insertion serial per slot (fifo) and the ring of (serial, slot) in insertion order. */
+  private readonly serial: Float64Array;
+  private readonly ringSlot: Int32Array;
+  private readonly ringSerial: Float64Array;
+  /** Where each slot's live record is in the ring (fifo). */
+  private readonly ringPos: Int32Array;
+  private ringHead = 0;
+  private ringLen = 0;
+  private nextSerial = 1;
+  /** Entries per page-size class, and the classes present (sorted ascending). */
+  private readonly perSize = new Int32Array(MAX_SIZE_LOG2 + 1);
+  private sizes: number[] = [];
+  private n = 0;
+  /** Result of the last lookup: slot, or -1. */
+  hit = -1;
+  readonly stats: IotlbStats = { hits: 0, misses: 0, inserts: 0, evictions: 0, resets: 0, invalidated: 0 };
+
+  constructor(opts: IotlbOptions = {}) {
+    const capacity = opts.capacity ?? 1024;
+    assert(Number.isInteger(capacity) && capacity >= 1 && capacity <= 1 << 22, "IOTLB capacity 1..4M");
+    this.capacity = capacity;
+    this.policy = opts.policy ?? "reset";
+    let slots = 16;
+    while (slots < capacity * 2) slots *= 2;
+    this.slotMask = slots - 1;
+    this.used = new Uint8Array(slots);
+    this.k1 = new Int32Array(slots);
+    this.k2 = new Int32Array(slots);
+    this.vpn = new Float64Array(slots);
+    this.sizeLog2 = new Uint8Array(slots);
+    this.ppn = new Float64Array(slots);
+    this.permsA = new Uint8Array(slots);
+    this.tagA = new Int32Array(slots);
+    this.tagB = new Int32Array(slots);
+    this.serial = new Float64Array(slots);
+    this.ringSlot = new Int32Array(this.policy === "fifo" ? capacity * 2 : 0);
+    this.ringSerial = new Float64Array(this.policy === "fifo" ? capacity * 2 : 0);
+    this.ringPos = new Int32Array(this.policy === "fifo" ? slots : 0);
+  }
+
+  /** Entries held. */
+  get size(): number {
+    return this.n;
+  }
+
+  private slotOf(k1: number, k2: number, vpn: number, s: number): number {
+    const lo = vpn >>> 0;
+    const hi = (vpn / TWO32) >>> 0;
+    let h = Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1);
+    h ^= Math.imul(k1 ^ (s << 24), 0x85ebca6b);
+    h ^= Math.imul(k2, 0xc2b2ae35);
+    h ^= h >>> 15;
+    h = Math.imul(h, 0x2c1b3c6d);
+    h ^= h >>> 13;
+    return h & this.slotMask;
+  }
+
+  /**
+   * Find the entry covering input page vpn for key (k1, k2): returns the output page for vpn, or -1.
+   * After a hit, `hit` is its slot and perms() / entryPages() describe it.
+   */
+  lookup(k1: number, k2: number, vpn: number): number {
+    const sizes = this.sizes;
+    for (let i = 0; i < sizes.length; i++) {
+      const s = sizes[i];
+      const span = 2 ** s;
+      const base = s === 0 ? vpn : vpn - (vpn % span);
+      let j = this.slotOf(k1, k2, base, s);
+      const used = this.used;
+      while (used[j] !== 0) {
+        if (this.vpn[j] === base && this.k1[j] === k1 && this.k2[j] === k2 && this.sizeLog2[j] === s) {
+          this.hit = j;
+          this.stats.hits++;
+          return this.ppn[j] + (vpn - base);
+        }
+        j = (j + 1) & this.slotMask;
+      }
+    }
+    this.hit = -1;
+    this.stats.misses++;
+    return -1;
+  }
+
+  /** ACC_* permissions of the entry in `slot` (default: the last hit). */
+  perms(slot = this.hit): number {
+    return this.permsA[slot];
+  }
+
+  /** Size in 4 KiB pages of the entry in `slot` (default: the last hit). */
+  entryPages(slot = this.hit): number {
+    return 2 ** this.sizeLog2[slot];
+  }
+
+  /** Tags of the entry in `slot`. */
+  tags(slot = this.hit): [number, number] {
+    return [this.tagA[slot], this.tagB[slot]];
+  }
+
+  /**
+   * Cache a translation: input pages [vpn, vpn + 2^sizeLog2) (vpn aligned to that) → ppn.., with
+   * permissions and tags. Replaces an entry with the same key. Returns the slot.
+   */
+  insert(k1: number, k2: number, vpn: number, sizeLog2: number, ppn: number, perms: number, tagA: number, tagB: number): number {
+    assert(sizeLog2 >= 0 && sizeLog2 <= MAX_SIZE_LOG2 && vpn % 2 ** sizeLog2 === 0, "IOTLB entry aligned to its size");
+    let j = this.find(k1, k2, vpn, sizeLog2);
+    if (j < 0) {
+      if (this.n >= this.capacity) {
+        if (this.policy === "reset") {
+          this.clearAll();
+          this.stats.resets++;
+        } else this.evictOldest();
+      }
+      j = this.slotOf(k1, k2, vpn, sizeLog2);
+      while (this.used[j] !== 0) j = (j + 1) & this.slotMask;
+      this.used[j] = 1;
+      this.k1[j] = k1;
+      this.k2[j] = k2;
+      this.vpn[j] = vpn;
+      this.sizeLog2[j] = sizeLog2;
+      this.n++;
+      if (this.perSize[sizeLog2]++ === 0) this.sizes = this.classes();
+    }
+    this.ppn[j] = ppn;
+    this.permsA[j] = perms;
+    this.tagA[j] = tagA;
+    this.tagB[j] = tagB;
+    if (this.policy === "fifo") this.pushRing(j);
+    this.stats.inserts++;
+    return j;
+  }
+
+  private find(k1: number, k2: number, vpn: number, s: number): number {
+    let j = this.slotOf(k1, k2, vpn, s);
+    while (this.used[j] !== 0) {
+      if (this.vpn[j] === vpn && this.k1[j] === k1 && this.k2[j] === k2 && this.sizeLog2[j] === s) return j;
+      j = (j + 1) & this.slotMask;
+    }
+    return -1;
+  }
+
+  private classes(): number[] {
+    const out: number[] = [];
+    for (let s = 0; s <= MAX_SIZE_LOG2; s++) if (this.perSize[s] > 0) out.push(s);
+    return out;
+  }
+
+  private pushRing(slot: number): void {
+    const cap = this.ringSlot.length;
+    if (this.ringLen === cap) this.compactRing();
+    const at = (this.ringHead + this.ringLen) % cap;
+    const ser = this.nextSerial++;
+    this.serial[slot] = ser;
+    this.ringPos[slot] = at;
+    this.ringSlot[at] = slot;
+    this.ringSerial[at] = ser;
+    this.ringLen++;
+  }
+
+  /** Drop ring records whose slot was since removed or re-inserted. */
+  private compactRing(): void {
+    const cap = this.ringSlot.length;
+    const keepS: number[] = [];
+    const keepR: number[] = [];
+    for (let i = 0; i < this.ringLen; i++) {
+      const at = (this.ringHead + i) % cap;
+      const s = this.ringSlot[at];
+      if (this.used[s] !== 0 && this.serial[s] === this.ringSerial[at]) {
+        keepS.push(s);
+        keepR.push(this.ringSerial[at]);
+      }
+    }
+    this.ringHead = 0;
+    this.ringLen = keepS.length;
+    for (let i = 0; i < keepS.length; i++) {
+      this.ringSlot[i] = keepS[i];
+      this.ringSerial[i] = keepR[i];
+      this.ringPos[keepS[i]] = i;
+    }
+  }
+
+  private evictOldest(): void {
+    const cap = this.ringSlot.length;
+    while (this.ringLen > 0) {
+      const at = this.ringHead;
+      this.ringHead = (this.ringHead + 1) % cap;
+      this.ringLen--;
+      const s = this.ringSlot[at];
+      if (this.used[s] !== 0 && this.serial[s] === this.ringSerial[at]) {
+        this.removeSlot(s);
+        this.stats.evictions++;
+        return;
+      }
+    }
+    assert(false, "fifo ring lost an entry");
+  }
+
+  /** Remove the entry in slot j, shifting later probe-chain entries back (no tombstones). */
+  private removeSlot(j: number): void {
+    const s = this.sizeLog2[j];
+    if (--this.perSize[s] === 0) this.sizes = this.classes();
+    this.n--;
+    this.used[j] = 0;
+    this.serial[j] = 0;
+    const mask = this.slotMask;
+    let hole = j;
+    for (let k = (j + 1) & mask; this.used[k] !== 0; k = (k + 1) & mask) {
+      const home = this.slotOf(this.k1[k], this.k2[k], this.vpn[k], this.sizeLog2[k]);
+      // k may move to the hole when its home is not in (hole, k] (cyclically)
+      const between = hole <= k ? home > hole && home <= k : home > hole || home <= k;
+      if (between) continue;
+      this.moveSlot(k, hole);
+      hole = k;
+    }
+  }
+
+  private moveSlot(from: number, to: number): void {
+    this.used[to] = 1;
+    this.k1[to] = this.k1[from];
+    this.k2[to] = this.k2[from];
+    this.vpn[to] = this.vpn[from];
+    this.sizeLog2[to] = this.sizeLog2[from];
+    this.ppn[to] = this.ppn[from];
+    this.permsA[to] = this.permsA[from];
+    this.tagA[to] = this.tagA[from];
+    this.tagB[to] = this.tagB[from];
+    this.serial[to] = this.serial[from];
+    if (this.policy === "fifo") {
+      // the ring names slots: re-point the moved entry's record
+      const at = this.ringPos[from];
+      this.ringPos[to] = at;
+      this.ringSlot[at] = to;
+    }
+    this.used[from] = 0;
+    this.serial[from] = 0;
+  }
+
+  /** Drop everything. */
+  clearAll(): void {
+    this.stats.invalidated += this.n;
+    this.used.fill(0);
+    this.serial.fill(0);
+    this.perSize.fill(0);
+    this.sizes = [];
+    this.n = 0;
+    this.ringHead = 0;
+    this.ringLen = 0;
+  }
+
+  /** Drop every entry the filter matches; returns how many. */
+  invalidate(f: IotlbFilter): number {
+    if (f.k1 === undefined && f.k2 === undefined && f.tagA === undefined && f.tagB === undefined && f.vpn === undefined) {
+      const had = this.n;
+      this.clearAll();
+      return had;
+    }
+    assert((f.vpn === undefined) === (f.npages === undefined), "an IOTLB range needs vpn and npages");
+    const lo = f.vpn ?? 0;
+    const hi = f.vpn === undefined ? Infinity : lo + (f.npages as number);
+    let dropped = 0;
+    for (let j = 0; j <= this.slotMask; ) {
+      if (
+        this.used[j] !== 0 &&
+        (f.k1 === undefined || this.k1[j] === f.k1) &&
+        (f.k2 === undefined || this.k2[j] === f.k2) &&
+        (f.tagA === undefined || this.tagA[j] === f.tagA) &&
+        (f.tagB === undefined || this.tagB[j] === f.tagB) &&
+        this.vpn[j] < hi &&
+        this.vpn[j] + 2 ** this.sizeLog2[j] > lo
+      ) {
+        this.removeSlot(j);
+        dropped++;
+        // an entry shifted into j must be looked at too
+        continue;
+      }
+      j++;
+    }
+    this.stats.invalidated += dropped;
+    return dropped;
+  }
+
+  /** Every entry, for reports and tests (not a hot path). */
+  entries(): { k1: number; k2: number; vpn: number; pages: number; ppn: number; perms: number; tagA: number; tagB: number }[] {
+    const out = [];
+    for (let j = 0; j <= this.slotMask; j++)
+      if (this.used[j] !== 0)
+        out.push({ k1: this.k1[j], k2: this.k2[j], vpn: this.vpn[j], pages: 2 ** this.sizeLog2[j], ppn: this.ppn[j], perms: this.permsA[j], tagA: this.tagA[j], tagB: this.tagB[j] });
+    return out;
+  }
+}
