@@ -1,4 +1,5 @@
 /** Physical devices and IOMMU groups as the IOMMU core sees them. */
+import type { DmaPort, DmaRequest, DmaResult } from "../hw/dma.js";
 import type { IommuDomain } from "./domain.js";
 import type { IommuDriver } from "./driver.js";
 
@@ -48,6 +49,9 @@ export interface DeviceOptions {
   pciPasidCtrl?: number;
   /** Driver-specific flags (e.g. the mock's MOCK_FLAGS_DEVICE_*). */
   flags?: number;
+  /** The IOMMU hardware the device's DMA goes through, and its requester ID there (none: no DMA model). */
+  port?: DmaPort;
+  sid?: number;
 }
 
 /** A device behind an IOMMU. */
@@ -60,6 +64,8 @@ export class Device {
   readonly isPci: boolean;
   readonly pciPasidCtrl: number;
   readonly flags: number;
+  readonly port: DmaPort | null;
+  readonly sid: number;
   constructor(o: DeviceOptions) {
     this.name = o.name;
     this.driver = o.driver;
@@ -70,6 +76,17 @@ export class Device {
     this.isPci = o.isPci ?? false;
     this.pciPasidCtrl = o.pciPasidCtrl ?? 0;
     this.flags = o.flags ?? 0;
+    this.port = o.port ?? null;
+    this.sid = o.sid ?? 0;
+  }
+
+  /**
+   * The device does DMA: through its IOMMU hardware (translation, IOTLB, faults), to memory.
+   * pasid -1 (default): a request without PASID.
+   */
+  dma(req: Omit<DmaRequest, "sid" | "pasid"> & { pasid?: number }): DmaResult {
+    if (this.port === null) throw new Error(`device ${this.name} has no IOMMU hardware model to do DMA through`);
+    return this.port.dma({ ...req, sid: this.sid, pasid: req.pasid ?? -1 });
   }
 
   /** Remove the device from its group (device_unregister). */

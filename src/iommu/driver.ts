@@ -33,6 +33,34 @@ export interface HwInfo {
   data: Uint8Array;
 }
 
+/**
+ * Where a vIOMMU's driver reports events for user space (iommufd_viommu_report_event): iommufd
+ * queues the payload on the vIOMMU's vEVENTQ of that type, if there is one (else it is dropped).
+ */
+export interface ViommuEventSink {
+  report(veventqType: number, payload: Uint8Array): void;
+}
+
+/**
+ * A vIOMMU as its driver sees it (struct iommufd_viommu_ops): the per-VM slice of a physical
+ * IOMMU that nested domains, vDEVICEs and invalidations go through. Allocated by
+ * IommuDriver.viommuAlloc on a NEST_PARENT paging domain.
+ */
+export interface ViommuOps {
+  /** The IOMMU_VIOMMU_TYPE_* it was allocated as. */
+  readonly type: number;
+  /** HWPT_ALLOC with pt_id = this vIOMMU: a nested domain (flags already checked by iommufd). */
+  allocDomainNested(dev: Device, flags: number, data: UserData): NestedDomain;
+  /** HWPT_INVALIDATE on the vIOMMU: entries handled and the first error, as cacheInvalidateUser. */
+  cacheInvalidate?(array: UserDataArray): { done: number; error: Error | null };
+  /** VDEVICE_ALLOC: dev gets virtual ID virtId (vSID, vRID...) on this vIOMMU. Throws IommuError. */
+  vdeviceInit?(dev: Device, virtId: bigint): void;
+  /** The vDEVICE of dev goes away (destroy, or its device is unbound). */
+  vdeviceDestroy?(dev: Device): void;
+  /** The vIOMMU is destroyed (after every nested domain and vDEVICE on it). */
+  destroy(): void;
+}
+
 export interface IommuDriver {
   readonly name: string;
   hwInfo(dev: Device): HwInfo | null;
@@ -44,4 +72,16 @@ export interface IommuDriver {
   attachDev(domain: IommuDomain, dev: Device): void;
   /** cache_invalidate_user for nested domains; returns entries handled, throws after partial progress via onDone. */
   cacheInvalidateUser?(domain: NestedDomain, array: UserDataArray): { done: number; error: Error | null };
+  /**
+   * VIOMMU_ALLOC of `type` for dev on the NEST_PARENT domain parent (undefined: the driver has no
+   * vIOMMU; a type it does not know: throw EOPNOTSUPP). Events go to sink.
+   */
+  viommuAlloc?(dev: Device, parent: PagingDomain, type: number, data: UserData | null, sink: ViommuEventSink): ViommuOps;
+  /**
+   * set_dev_pasid: make domain translate dev's requests with `pasid` (replacing what was there;
+   * throw and leave it when the device or domain cannot). Undefined: no PASID support.
+   */
+  setDevPasid?(domain: IommuDomain, dev: Device, pasid: number): void;
+  /** remove_dev_pasid: requests with pasid are blocked again. */
+  removeDevPasid?(dev: Device, pasid: number): void;
 }

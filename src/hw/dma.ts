@@ -1,0 +1,88 @@
+/**
+ * DMA through an IOMMU: what a device asks of the hardware and what comes back. Every hardware
+ * unit (vtd/unit.ts, smmuv3/unit.ts) implements DmaPort; iommu/device.ts gives each device a port
+ * and its requester ID on it.
+ *
+ * Addresses are bigint here only at the edge: a request's IOVA may be 57 or 64 bits. Inside, units
+ * work in page numbers (iova / 4096, exact in a double) and an in-page offset.
+ */
+
+/** The kind of a translation failure, common to both architectures (each unit also gives its code). */
+export type DmaFaultKind =
+  /** No valid translation structure entry for the requester (root/context/PASID entry, STE, CD). */
+  | "config"
+  /** The requester's translation is blocked or aborted (translation disabled for it). */
+  | "blocked"
+  /** A page-table walk found no valid entry. */
+  | "translation"
+  /** The entry found does not allow the access. */
+  | "permission"
+  /** The address is beyond the input range the table can translate. */
+  | "address-size"
+  /** Arm: access flag clear and the hardware does not set it. */
+  | "access-flag";
+
+export interface DmaFault {
+  kind: DmaFaultKind;
+  /** 1, or 2 when stage 2 failed (also for a stage-2 failure while walking stage-1 tables). */
+  stage: 1 | 2;
+  /** The architecture's code: a VT-d fault reason (hw/vtd/regs.ts) or an SMMUv3 event id (hw/smmuv3/events.ts). */
+  code: number;
+  sid: number;
+  /** -1: the request had no PASID. */
+  pasid: number;
+  /** The input address that failed (page aligned when the hardware reports pages). */
+  iova: bigint;
+  /** Stage-2 faults: the guest-physical address stage 2 was asked for, else -1n. */
+  ipa: bigint;
+  write: boolean;
+  /** Whether the fault went to the software as a recoverable page request / stall (PRI, stall). */
+  recoverable: boolean;
+}
+
+export interface DmaRequest {
+  /** Requester ID on the unit: VT-d source-id (bus << 8 | devfn), SMMUv3 StreamID. */
+  sid: number;
+  /** PASID / SubstreamID; -1 for a request without one. */
+  pasid: number;
+  iova: bigint;
+  /** Bytes to move; the request may cross pages (each page is translated). */
+  length: number;
+  write: boolean;
+  /** Writes: the bytes to write (length of them). Reads: where the bytes read go (length of room). */
+  data: Uint8Array;
+  /** Privileged (supervisor) request, where the format distinguishes it. */
+  priv?: boolean;
+  /** Instruction fetch, where the format distinguishes it. */
+  exec?: boolean;
+  /**
+   * Called when a request that went "pending" (a recoverable fault sent to software) finishes: after
+   * a successful response it is retried from the page that faulted.
+   */
+  onComplete?: (r: DmaResult) => void;
+}
+
+export type DmaStatus =
+  /** All bytes moved. */
+  | "done"
+  /** Stopped at a fault that was reported as unrecoverable (fault record / event). */
+  | "faulted"
+  /** Stopped at a recoverable fault: a page request / stall is outstanding; onComplete tells the end. */
+  | "pending";
+
+export interface DmaResult {
+  status: DmaStatus;
+  /** Bytes moved before the stop (all of them when done). */
+  bytes: number;
+  fault: DmaFault | null;
+}
+
+/** The face of an IOMMU hardware unit towards devices. */
+export interface DmaPort {
+  dma(req: DmaRequest): DmaResult;
+  /**
+   * The hot path of one translation, numbers only: the output page for input page vpn, or -1 on a
+   * fault (nothing is recorded or reported: a probe, as an ATS translation request would be).
+   */
+  translatePage(sid: number, pasid: number, vpn: number, write: boolean): number;
+}
