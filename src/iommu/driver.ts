@@ -1,5 +1,5 @@
 /** The operations an IOMMU driver provides to the core and to iommufd (struct iommu_ops). */
-import type { IommuDomain, NestedDomain, PagingDomain } from "./domain.js";
+import type { IommuDomain, IopfFault, NestedDomain, PagingDomain } from "./domain.js";
 import type { Device } from "./device.js";
 
 export const enum IommuCap {
@@ -84,4 +84,11 @@ export interface IommuDriver {
   setDevPasid?(domain: IommuDomain, dev: Device, pasid: number): void;
   /** remove_dev_pasid: requests with pasid are blocked again. */
   removeDevPasid?(dev: Device, pasid: number): void;
+  /**
+   * page_response: software answered the page request group that `last` (the group's last fault,
+   * as the driver reported it through the domain's iopfHandler) belongs to; code is
+   * IOMMUFD_PAGE_RESP_SUCCESS 0, _INVALID 1 or the kernel's FAILURE 2. The driver tells the
+   * hardware (VT-d page group response, SMMUv3 PRI_RESP / RESUME), which retries or aborts the DMA.
+   */
+  pageResponse?(dev: Device, last: IopfFault, code: number): void;
 }
