@@ -17,6 +17,11 @@ export interface UserData {
   len: number;
   /** Copy the first n bytes (n <= len) from user memory; throws EFAULT if they cannot be read. */
   read(n: number): Uint8Array;
+  /**
+   * Copy bytes back to the start of the user buffer (iommu_copy_struct_to_user: at most len bytes
+   * are written); throws EFAULT. Undefined when the caller's data is input only.
+   */
+  write?(bytes: Uint8Array): void;
 }
 
 /** The request array of HWPT_INVALIDATE: reads one entry at a time, as the kernel's copy helpers do. */
@@ -77,6 +82,12 @@ export interface IommuDriver {
    * vIOMMU; a type it does not know: throw EOPNOTSUPP). Events go to sink.
    */
   viommuAlloc?(dev: Device, parent: PagingDomain, type: number, data: UserData | null, sink: ViommuEventSink): ViommuOps;
+  /**
+   * get_viommu_size(dev, type) != 0: whether viommuAlloc knows `type`. iommufd asks before it looks
+   * the parent HWPT up (an unknown type is EOPNOTSUPP even with a bad hwpt_id). Undefined: every
+   * type is tried through viommuAlloc.
+   */
+  viommuTypeSupported?(dev: Device, type: number): boolean;
   /**
    * set_dev_pasid: make domain translate dev's requests with `pasid` (replacing what was there;
    * throw and leave it when the device or domain cannot). Undefined: no PASID support.

@@ -17,6 +17,9 @@ import { Ioas, ioasAllowIovas, ioasAlloc, ioasCopy, ioasIovaRanges, ioasMap, ioa
 import type { IommufdObject } from "./object.js";
 import { getHwInfo } from "./hw-info.js";
 import { testCmd, type IommuTestCmd } from "./test-ops.js";
+import { vdeviceAlloc } from "./vdevice.js";
+import { veventqAlloc } from "./veventq.js";
+import { Viommu, viommuAlloc } from "./viommu.js";
 import {
   IOMMU_OPTION_HUGE_PAGES,
   IOMMU_OPTION_OP_GET,
@@ -39,7 +42,10 @@ import {
   type IommuIoasMapFile,
   type IommuIoasUnmap,
   type IommuOption,
+  type IommuVdeviceAlloc,
+  type IommuVeventqAlloc,
   type IommuVfioIoas,
+  type IommuViommuAlloc,
 } from "./types.js";
 import {
   vfioCheckExtension,
@@ -83,6 +89,13 @@ export class IommufdCtx {
   /** id -> object; null marks an ID reserved by a call still in progress. */
   readonly objects = new Map<number, IommufdObject>();
   private readonly reserved = new Set<number>();
+  /**
+   * IDs of objects force-destroyed with their ID kept dead (iommufd_object_tombstone_user, a vDEVICE
+   * whose device went away): never handed out again, DESTROY gives ENOENT, until the context closes.
+   */
+  private readonly tombstones = new Set<number>();
+  /** iommufd_alloc_mmap regions of the fd [newer than 6.12]: offset -> length (mmap itself is not served). */
+  private readonly mmaps = new Map<bigint, bigint>();
   accountMode = AccountMode.USER;
   compatIoas: Ioas | null = null;
   noIommuMode = false;
@@ -175,7 +188,7 @@ export class IommufdCtx {
     // xa_alloc can fail (ENOMEM): a fault-injection point
     if (inject) failPoint("ENOMEM", "xa_alloc (object ID)");
     let id = 1;
-    while (this.objects.has(id) || this.reserved.has(id)) id++;
+    while (this.objects.has(id) || this.reserved.has(id) || this.tombstones.has(id)) id++;
     if (id > ID_MAX) fail("ENOSPC", "out of object IDs");
     this.reserved.add(id);
     return id;
@@ -216,6 +229,49 @@ export class IommufdCtx {
     obj.destroy();
   }
 
+  /**
+   * iommufd_object_tombstone_user: destroy obj now (whatever else the caller holds of it) and keep
+   * its ID reserved, so that the ID is dead for user space rather than reused.
+   */
+  tombstone(obj: IommufdObject): void {
+    if (this.objects.get(obj.id) !== obj) return;
+    this.objects.delete(obj.id);
+    this.tombstones.add(obj.id);
+    obj.users = 0;
+    obj.destroy();
+  }
+
+  /** IDs held dead by tombstone() (for tests and reports). */
+  get tombstoned(): readonly number[] {
+    return [...this.tombstones].sort((a, b) => a - b);
+  }
+
+  /**
+   * _iommufd_alloc_mmap: the lowest offset of the fd, from PAGE_SIZE up (the first page is skipped
+   * so that 0 is never a valid offset), where `length` bytes are free.
+   */
+  allocMmap(length: bigint): bigint {
+    const P = 4096n;
+    if (!length || length % P) fail("EINVAL", "mmap length must be a non-zero multiple of PAGE_SIZE");
+    let start = P;
+    for (const [o, l] of [...this.mmaps].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+      if (start + length <= o) break;
+      if (o + l > start) start = o + l;
+    }
+    this.mmaps.set(start, length);
+    return start;
+  }
+
+  /** _iommufd_destroy_mmap */
+  destroyMmap(offset: bigint): void {
+    this.mmaps.delete(offset);
+  }
+
+  /** The mmap regions handed out: [offset, length] ascending. */
+  get mmapRegions(): [bigint, bigint][] {
+    return [...this.mmaps].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+
   /** iommufd_hw_pagetable_put: auto domains die with their last device. */
   hwptPut(hwpt: Hwpt): void {
     if (hwpt instanceof HwptPaging && hwpt.autoDomain) {
@@ -253,6 +309,9 @@ export class IommufdCtx {
   }
   getFault(id: number): Fault {
     return this.getTyped<Fault>(id, ObjType.FAULT);
+  }
+  getViommu(id: number): Viommu {
+    return this.getTyped<Viommu>(id, ObjType.VIOMMU);
   }
   getObject(id: number): IommufdObject | undefined {
     return this.objects.get(id);
@@ -314,6 +373,8 @@ export class IommufdCtx {
       }
       if (!destroyed) throw new Error("softiommu bug: object graph cannot be torn down");
     }
+    this.tombstones.clear();
+    this.mmaps.clear();
     this.compatIoas = null;
     this.released = true;
   }
@@ -409,7 +470,7 @@ export class IommufdCtx {
         if (cmd.op === IOMMU_OPTION_OP_GET) return { ...cmd, val64: this.accountMode === AccountMode.MM ? 1n : 0n };
         if (cmd.op === IOMMU_OPTION_OP_SET) {
           if (!this.caller.caps.sysResource) fail("EPERM", "needs CAP_SYS_RESOURCE");
-          if (this.objects.size || this.reserved.size) fail("EBUSY", "the context already has objects");
+          if (this.objects.size || this.reserved.size || this.tombstones.size) fail("EBUSY", "the context already has objects");
           if (cmd.val64 === 0n) this.accountMode = AccountMode.USER;
           else if (cmd.val64 === 1n) this.accountMode = AccountMode.MM;
           else fail("EINVAL", "val64 must be 0 or 1");
@@ -452,6 +513,24 @@ export class IommufdCtx {
   faultQueueAlloc(cmd: IommuFaultAlloc): IommuFaultAlloc {
     this.live();
     return { ...cmd, ...faultQueueAlloc(this, cmd.flags) };
+  }
+  /** IOMMU_VIOMMU_ALLOC [newer than 6.12: under "6.12" there is no such ioctl, ENOTTY]. */
+  viommuAlloc(cmd: IommuViommuAlloc): IommuViommuAlloc {
+    this.live();
+    this.requireNewest("IOMMU_VIOMMU_ALLOC");
+    return viommuAlloc(this, cmd);
+  }
+  /** IOMMU_VDEVICE_ALLOC [newer than 6.12: ENOTTY under "6.12"]. */
+  vdeviceAlloc(cmd: IommuVdeviceAlloc): IommuVdeviceAlloc {
+    this.live();
+    this.requireNewest("IOMMU_VDEVICE_ALLOC");
+    return vdeviceAlloc(this, cmd);
+  }
+  /** IOMMU_VEVENTQ_ALLOC [newer than 6.12: ENOTTY under "6.12"]. */
+  veventqAlloc(cmd: IommuVeventqAlloc): IommuVeventqAlloc {
+    this.live();
+    this.requireNewest("IOMMU_VEVENTQ_ALLOC");
+    return veventqAlloc(this, cmd);
   }
   testCmd(cmd: IommuTestCmd): IommuTestCmd {
     this.live();

@@ -1,7 +1,16 @@
 /** Device objects: bind, attach, replace, detach, with per-group sharing (device.c). */
 import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
-import { attachGroup, claimDmaOwner, detachGroup, releaseDmaOwner, replaceGroup } from "../iommu/core.js";
+import {
+  attachDevicePasid,
+  attachGroup,
+  claimDmaOwner,
+  detachDevicePasid,
+  detachGroup,
+  releaseDmaOwner,
+  replaceDevicePasid,
+  replaceGroup,
+} from "../iommu/core.js";
 import type { Device, IommuGroup } from "../iommu/device.js";
 import { IommuCap } from "../iommu/driver.js";
 import { isMockDevice } from "../iommu/drivers/mock.js";
@@ -10,7 +19,8 @@ import type { IommufdCtx } from "./context.js";
 import { hwptPagingAlloc, HwptPaging, type Hwpt } from "./hwpt.js";
 import type { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
-import { ObjType } from "./types.js";
+import { IOMMU_NO_PASID, ObjType } from "./types.js";
+import type { Vdevice } from "./vdevice.js";
 
 /**
  * iommufd_attach_handle: made by the device that attaches (or replaces) the group's domain; I/O
@@ -18,6 +28,17 @@ import { ObjType } from "./types.js";
  */
 export interface AttachHandle {
   readonly idev: IommufdDevice;
+}
+
+/**
+ * iommufd_attach for a PASID other than IOMMU_NO_PASID [newer than 6.12]: the HWPT the group's
+ * PASID is attached to, the handle faults of that PASID report, and the devices that attached it
+ * (each holds a reference on the HWPT and on itself, as a RID attachment does).
+ */
+export interface PasidAttach {
+  hwpt: Hwpt;
+  handle: AttachHandle;
+  readonly devices: IommufdDevice[];
 }
 
 /** iommufd_group: the context's record of an iommu_group with devices bound. */
@@ -28,7 +49,28 @@ export class IGroup {
   handle: AttachHandle | null = null;
   readonly devices: IommufdDevice[] = [];
   swMsiStart: bigint | null = null;
+  /** igroup->pasid_attach without IOMMU_NO_PASID (the RID's attachment is hwpt/handle/devices). */
+  readonly pasids = new Map<number, PasidAttach>();
   constructor(readonly group: IommuGroup) {}
+}
+
+/** hwpt->pasid_compat */
+function pasidCompat(h: Hwpt): boolean {
+  return h.pasidCompat;
+}
+
+/**
+ * iommufd_hwpt_pasid_compat: a RID attachment of a HWPT without IOMMU_HWPT_ALLOC_PASID is refused
+ * while any PASID of the group is attached; a PASID attachment needs a PASID-compatible HWPT and a
+ * PASID-compatible RID attachment (when there is one). EINVAL.
+ */
+function checkPasidCompat(g: IGroup, hwpt: Hwpt, pasid: number): void {
+  if (pasid === IOMMU_NO_PASID) {
+    if (!pasidCompat(hwpt) && g.pasids.size) fail("EINVAL", "PASIDs are attached: the RID needs a PASID-compatible HWPT");
+    return;
+  }
+  if (!pasidCompat(hwpt)) fail("EINVAL", "the HWPT was not allocated with IOMMU_HWPT_ALLOC_PASID");
+  if (g.hwpt && !pasidCompat(g.hwpt)) fail("EINVAL", "the RID is attached to a HWPT that is not PASID-compatible");
 }
 
 function pagingOf(h: Hwpt | null): HwptPaging | null {
@@ -39,12 +81,16 @@ function pagingOf(h: Hwpt | null): HwptPaging | null {
 export class IommufdDevice extends IommufdObject {
   readonly type = ObjType.DEVICE;
   readonly enforceCacheCoherency: boolean;
+  /** idev->vdev: its vDEVICE [newer than 6.12] (at most one). */
+  vdev: Vdevice | null = null;
   constructor(readonly ctx: IommufdCtx, readonly dev: Device, readonly igroup: IGroup) {
     super();
     this.enforceCacheCoherency = dev.driver.capable(dev, IommuCap.ENFORCE_CACHE_COHERENCY);
   }
 
   destroy(): void {
+    // iommufd_device_pre_destroy: a vDEVICE left behind is destroyed with its ID tombstoned
+    if (this.vdev) this.ctx.tombstone(this.vdev);
     releaseDmaOwner(this.dev);
     this.ctx.putGroup(this.igroup);
     if (!isMockDevice(this.dev)) this.ctx.fileClosed();
@@ -73,15 +119,18 @@ export class IommufdDevice extends IommufdObject {
     }
   }
 
-  /** iommufd_hw_pagetable_attach */
+  /** iommufd_hw_pagetable_attach (IOMMU_NO_PASID) */
   hwptAttach(hwpt: Hwpt): void {
     const g = this.igroup;
+    // the device is already in the attachment's device_array (newest; 6.12 has no such check)
+    if (this.attached) fail("EBUSY", "the device is already attached");
     if (g.hwpt !== null && g.hwpt !== hwpt) fail("EINVAL", "the device's group is attached to another HWPT");
     const hp = pagingOf(hwpt);
     if (hp) this.attachReservedIova(hp);
     try {
       if (g.devices.length === 0) {
         if (hwpt.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
+        checkPasidCompat(g, hwpt, IOMMU_NO_PASID);
         attachGroup(hwpt.domain, g.group);
         g.hwpt = hwpt;
         g.handle = { idev: this };
@@ -136,6 +185,7 @@ export class IommufdDevice extends IommufdObject {
     try {
       // iommufd_hwpt_replace_device: turning IOPF on for the device refuses PCI VFs
       if (hwpt.fault && !old.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
+      checkPasidCompat(g, hwpt, IOMMU_NO_PASID);
       replaceGroup(hwpt.domain, g.group);
     } catch (e) {
       if (hp && (!oldHp || hp.ioas !== oldHp.ioas)) for (const d of g.devices) hp.ioas.iopt.removeReserved(d.dev);
@@ -221,6 +271,122 @@ export class IommufdDevice extends IommufdObject {
     const hwpt = this.hwptDetach();
     this.ctx.hwptPut(hwpt);
     this.users--;
+  }
+
+  // ---------------------------------------------------------------- PASID [newer than 6.12]
+
+  /** The HWPT for a PASID attach/replace: a HWPT object, or EINVAL for anything else (ENOENT: none). */
+  private pasidTarget(ptId: number): Hwpt | "ioas" {
+    // iommufd_get_object(IOMMUFD_OBJ_ANY): iommufd_should_fail() -> ENOENT
+    failPoint("ENOENT", "iommufd_get_object");
+    const obj = this.ctx.objects.get(ptId);
+    if (!obj) fail("ENOENT", "no such object");
+    if (obj.type === ObjType.HWPT_PAGING || obj.type === ObjType.HWPT_NESTED) return obj as Hwpt;
+    if (obj.type === ObjType.IOAS) return "ioas";
+    fail("EINVAL", "pt_id is not an IOAS or HWPT");
+  }
+
+  /**
+   * iommufd_hw_pagetable_attach at a PASID: EBUSY when this device already has the PASID attached
+   * (whatever HWPT), EINVAL when the group's PASID is attached to another HWPT, then (first device
+   * of the group) the PCI-VF fault rule, the PASID compatibility rules and the core's
+   * iommu_attach_device_pasid.
+   */
+  private pasidHwptAttach(hwpt: Hwpt, pasid: number): void {
+    const g = this.igroup;
+    const pa = g.pasids.get(pasid);
+    if (pa?.devices.includes(this)) fail("EBUSY", "the PASID is already attached");
+    if (pa && pa.hwpt !== hwpt) fail("EINVAL", "the group's PASID is attached to another HWPT");
+    if (!pa) {
+      if (hwpt.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
+      checkPasidCompat(g, hwpt, pasid);
+      attachDevicePasid(hwpt.domain, this.dev, pasid);
+      g.pasids.set(pasid, { hwpt, handle: { idev: this }, devices: [this] });
+    } else pa.devices.push(this);
+    hwpt.users++;
+  }
+
+  /**
+   * IOAS at a PASID (iommufd_device_auto_get_domain): each automatic HWPT of the IOAS is tried and,
+   * being never PASID-compatible, refuses with EINVAL; the fresh automatic HWPT the kernel would
+   * then allocate (flags 0) refuses the same way before any mapping, after the EBUSY check. So:
+   * EBUSY when this device has the PASID attached, else EINVAL; nothing is allocated.
+   */
+  private pasidIoas(pasid: number, replace: boolean): never {
+    const pa = this.igroup.pasids.get(pasid);
+    if (!replace && pa?.devices.includes(this)) fail("EBUSY", "the PASID is already attached");
+    fail("EINVAL", "an automatic HWPT cannot be attached at a PASID");
+  }
+
+  /**
+   * iommufd_device_attach(idev, pasid, pt_id): IOMMU_NO_PASID is the RID's attach; any other PASID
+   * attaches a PASID-compatible HWPT there. Returns the HWPT id.
+   */
+  pasidAttach(ptId: number, pasid: number): number {
+    if (pasid === IOMMU_NO_PASID) return this.attach(ptId);
+    const t = this.pasidTarget(ptId);
+    if (t === "ioas") this.pasidIoas(pasid, false);
+    this.pasidHwptAttach(t, pasid);
+    this.users++;
+    return ptId;
+  }
+
+  /**
+   * iommufd_device_replace(idev, pasid, pt_id): EINVAL when the PASID (or this device) is not
+   * attached; the same HWPT is a no-op; on failure the old HWPT stays (the mock fails the second
+   * set_dev_pasid of PASID 1024 with ENOMEM on purpose).
+   */
+  pasidReplace(ptId: number, pasid: number): number {
+    if (pasid === IOMMU_NO_PASID) return this.replace(ptId);
+    const t = this.pasidTarget(ptId);
+    if (t === "ioas") this.pasidIoas(pasid, true);
+    const g = this.igroup;
+    const pa = g.pasids.get(pasid);
+    if (!pa || !pa.devices.includes(this)) fail("EINVAL", "the PASID is not attached");
+    const old = pa.hwpt;
+    if (t === old) return ptId;
+    if (t.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
+    checkPasidCompat(g, t, pasid);
+    replaceDevicePasid(t.domain, this.dev, pasid);
+    const oldHandle = pa.handle;
+    pa.handle = { idev: this };
+    pa.hwpt = t;
+    if (old.fault) old.fault.autoRespond(old, oldHandle);
+    // the device_array's references move to the new HWPT; the caller's put drops the last old one
+    const n = pa.devices.length;
+    t.users += n;
+    old.users -= n - 1;
+    this.ctx.hwptPut(old);
+    return ptId;
+  }
+
+  /** iommufd_device_detach(idev, pasid): a PASID that is not attached is a silent no-op. */
+  pasidDetach(pasid: number): void {
+    if (pasid === IOMMU_NO_PASID) {
+      if (this.attached) this.detach();
+      return;
+    }
+    const g = this.igroup;
+    const pa = g.pasids.get(pasid);
+    if (!pa) return;
+    const i = pa.devices.indexOf(this);
+    if (i < 0) return;
+    pa.devices.splice(i, 1);
+    const hwpt = pa.hwpt;
+    if (pa.devices.length === 0) {
+      detachDevicePasid(this.dev, pasid);
+      g.pasids.delete(pasid);
+      if (hwpt.fault) hwpt.fault.autoRespond(hwpt, pa.handle);
+    }
+    this.ctx.hwptPut(hwpt);
+    this.users--;
+  }
+
+  /** The PASIDs this device has attached (IOMMU_NO_PASID excluded), ascending. */
+  attachedPasids(): number[] {
+    const out: number[] = [];
+    for (const [p, pa] of this.igroup.pasids) if (pa.devices.includes(this)) out.push(p);
+    return out.sort((a, b) => a - b);
   }
 }
 

@@ -158,16 +158,39 @@ export class Fault extends IommufdObject {
 }
 
 /**
- * iommu_report_device_fault for a bound device: the fault goes to the HWPT attached to the
- * device's group, through the group's attach handle, if that HWPT has a fault object (in 6.12
- * only nested HWPTs can, and PASID faults fall back to the nested RID domain). Otherwise it is
- * answered at once and nothing is queued.
+ * find_fault_handler (io-pgfault.c): the attachment a page request of idev belongs to. A request
+ * with a valid PASID goes to that PASID's attachment [newer than 6.12]; when the PASID has none,
+ * to the RID's attachment only if it is a nested HWPT (the mock and SMMUv3 keep the PASID table in
+ * the guest: user_pasid_table). A request without PASID goes to the RID's attachment.
+ */
+export function faultTarget(idev: IommufdDevice, f: IopfFault): { hwpt: Hwpt; handle: AttachHandle } | null {
+  const g = idev.igroup;
+  if (f.pasidValid) {
+    const pa = g.pasids.get(f.pasid);
+    if (pa) return { hwpt: pa.hwpt, handle: pa.handle };
+    if (!g.hwpt || g.hwpt.type !== ObjType.HWPT_NESTED) return null;
+  }
+  if (!g.hwpt || !g.handle || !idev.attached) return null;
+  return { hwpt: g.hwpt, handle: g.handle };
+}
+
+/**
+ * iommu_report_device_fault for a bound device: the fault goes to the HWPT of its attachment
+ * (faultTarget), through that attachment's handle, if the HWPT has a fault object (in 6.12 only
+ * nested HWPTs can; paging HWPTs can too in the newest kernel). Otherwise it is answered at once
+ * and nothing is queued.
  */
 export function reportDeviceFault(idev: IommufdDevice, f: IopfFault): void {
-  const g = idev.igroup;
-  const hwpt = g.hwpt;
-  if (!hwpt || !hwpt.fault || !g.handle || !idev.attached) return;
-  hwpt.fault.deliverFault(hwpt, g.handle, f);
+  const t = faultTarget(idev, f);
+  if (!t || !t.hwpt.fault) return;
+  t.hwpt.fault.deliverFault(t.hwpt, t.handle, f);
+}
+
+/** A fault the driver reported through hwpt's domain (its iopfHandler): queued if that is where it belongs. */
+export function routeDomainFault(idev: IommufdDevice, hwpt: Hwpt, f: IopfFault): void {
+  const t = faultTarget(idev, f);
+  if (!t || t.hwpt !== hwpt || !hwpt.fault) return;
+  hwpt.fault.deliverFault(hwpt, t.handle, f);
 }
 
 /** The anon-inode fd "[iommufd-pgfault]": holds the fault object and the context. */

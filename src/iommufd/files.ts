@@ -1,12 +1,13 @@
 /**
- * File descriptors handed out by iommufd (fault queues, selftest accesses) and the per-process
+ * File descriptors handed out by iommufd (fault queues, vEVENTQs, selftest accesses) and the per-process
  * fd tables they live in. A file keeps its context alive until it is closed.
  */
 import { fail } from "../errno.js";
 import type { Process, ProcessAttachment } from "../mm/index.js";
 
 export interface IommufdFile {
-  readonly kind: "fault" | "access" | "iommufd";
+  /** "veventq" [newer than 6.12]: "[iommufd-viommu-event]", read and poll like a fault queue. */
+  readonly kind: "fault" | "access" | "iommufd" | "veventq";
   /** Last close of the file. */
   release(): void;
   read?(count: number, pos: number): Uint8Array;

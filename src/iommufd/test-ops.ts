@@ -5,10 +5,12 @@
 import { failPoint } from "../fail-nth.js";
 import { fail, IommuError } from "../errno.js";
 import type { Device } from "../iommu/device.js";
+import { groupPasidDomain } from "../iommu/core.js";
 import {
   createMockDevice,
   isMockDevice,
   mockDevCache,
+  mockTriggerVevent,
   MOCK_DEV_CACHE_ID_MAX,
   MOCK_IO_PAGE_SIZE,
   MockNestedDomain,
@@ -21,6 +23,7 @@ import type { Access } from "./access.js";
 import { accessCreate, accessDestroy } from "./access.js";
 import type { IommufdCtx } from "./context.js";
 import { deviceBind, deviceUnbind, type IommufdDevice } from "./device.js";
+import type { HwptNested, HwptPaging } from "./hwpt.js";
 import { reportDeviceFault } from "./fault.js";
 import type { IommufdFile } from "./files.js";
 import { IommufdObject } from "./object.js";
@@ -99,9 +102,11 @@ export interface IommuTestCmd {
   // check_dev_cache [newer than 6.12]
   cache_id?: number;
   cache?: number;
-  // trigger_iopf
+  // trigger_iopf, trigger_vevent [newer than 6.12]; pasid_* [newer than 6.12]: pasid, pt_id
   dev_id?: number;
   pasid?: number;
+  // pasid_check [newer than 6.12]: the expected HWPT, 0 for none
+  hwpt_id?: number;
   grpid?: number;
   perm?: number;
   addr?: bigint;
@@ -116,6 +121,9 @@ export class SelftestObj extends IommufdObject {
   destroy(): void {
     const idev = this.idev;
     if (idev) {
+      // iommufd_selftest_destroy detaches the RID only; the PASIDs a test left attached would keep
+      // the device (and their HWPTs) referenced forever, so they are detached here first
+      for (const pasid of idev.attachedPasids()) idev.pasidDetach(pasid);
       if (idev.attached) idev.detach();
       deviceUnbind(this.ctx, idev);
       this.idev = null;
@@ -392,10 +400,65 @@ function triggerIopf(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   return cmd;
 }
 
+/** IOMMU_TEST_OP_TRIGGER_VEVENT [newer than 6.12]: a selftest vEVENT from the device (mockTriggerVevent). */
+function triggerVevent(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
+  const idev = ctx.getDevice(cmd.dev_id ?? 0);
+  mockTriggerVevent(idev.dev);
+  return cmd;
+}
+
+/** iommufd_test_get_selftest_obj: ENOENT unless id is a selftest device object. */
+function selftestObj(ctx: IommufdCtx, id: number): SelftestObj {
+  failPoint("ENOENT", "iommufd_get_object");
+  const o = ctx.getObject(id);
+  if (!o || o.type !== ObjType.SELFTEST) fail("ENOENT", "not a selftest object");
+  return o as SelftestObj;
+}
+
+/**
+ * IOMMU_TEST_OP_PASID_ATTACH / _REPLACE / _DETACH [newer than 6.12]: iommufd_device_attach /
+ * _replace / _detach of the selftest device at cmd.pasid (0 is IOMMU_NO_PASID: the RID itself).
+ * Attach and replace write pt_id back; detaching a PASID that is not attached succeeds.
+ */
+function pasidOp(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
+  const idev = selftestObj(ctx, cmd.id).idev as IommufdDevice;
+  const pasid = cmd.pasid ?? 0;
+  switch (cmd.op) {
+    case IOMMU_TEST_OP_PASID_ATTACH:
+      return { ...cmd, pt_id: idev.pasidAttach(cmd.pt_id ?? 0, pasid) };
+    case IOMMU_TEST_OP_PASID_REPLACE:
+      return { ...cmd, pt_id: idev.pasidReplace(cmd.pt_id ?? 0, pasid) };
+    default:
+      idev.pasidDetach(pasid);
+      return cmd;
+  }
+}
+
+/**
+ * IOMMU_TEST_OP_PASID_CHECK_HWPT [newer than 6.12]: succeeds iff what translates the device's
+ * group at `pasid` is hwpt_id's domain (hwpt_id 0: nothing). hwpt_id unknown -> ENOENT, not a HWPT
+ * -> EINVAL, another domain -> EINVAL.
+ */
+function pasidCheckHwpt(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
+  const sobj = selftestObj(ctx, cmd.id);
+  const attached = groupPasidDomain(sobj.mockDev.group, cmd.pasid ?? 0);
+  const hwptId = cmd.hwpt_id ?? 0;
+  if (!hwptId) {
+    if (attached) fail("EINVAL", "the PASID is attached");
+    return cmd;
+  }
+  failPoint("ENOENT", "iommufd_get_object");
+  const o = ctx.getObject(hwptId);
+  if (!o) fail("ENOENT", "no such object");
+  if (o.type !== ObjType.HWPT_PAGING && o.type !== ObjType.HWPT_NESTED) fail("EINVAL", "not a HWPT");
+  if ((o as HwptPaging | HwptNested).domain !== attached) fail("EINVAL", "the PASID is attached elsewhere");
+  return cmd;
+}
+
 /**
  * One IOMMU_TEST_CMD. Under the "6.12" profile ops above TRIGGER_IOPF (15) are unknown
- * (EOPNOTSUPP, as selftest.c's default case). Under "newest" DEV_CHECK_CACHE (16) works; the other
- * newer ops (vEVENT, PASID attach) need objects softiommu does not model yet and answer EOPNOTSUPP.
+ * (EOPNOTSUPP, as selftest.c's default case). Under "newest" DEV_CHECK_CACHE (16), TRIGGER_VEVENT
+ * (17) and the PASID ops (18..21) work; the DMABUF ops (22+) are not modelled (EOPNOTSUPP).
  */
 export function testCmd(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
   if (ctx.profile === "6.12" && cmd.op > IOMMU_TEST_OP_LAST_612) fail("EOPNOTSUPP", `test op ${cmd.op} is newer than Linux 6.12`);
@@ -434,6 +497,14 @@ export function testCmd(ctx: IommufdCtx, cmd: IommuTestCmd): IommuTestCmd {
       return triggerIopf(ctx, cmd);
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:
       return checkDevCache(ctx, cmd);
+    case IOMMU_TEST_OP_TRIGGER_VEVENT:
+      return triggerVevent(ctx, cmd);
+    case IOMMU_TEST_OP_PASID_ATTACH:
+    case IOMMU_TEST_OP_PASID_REPLACE:
+    case IOMMU_TEST_OP_PASID_DETACH:
+      return pasidOp(ctx, cmd);
+    case IOMMU_TEST_OP_PASID_CHECK_HWPT:
+      return pasidCheckHwpt(ctx, cmd);
     default:
       fail("EOPNOTSUPP", "unknown test op");
   }

@@ -65,6 +65,30 @@ export interface IommuHwptInvalidate {
   __reserved?: number;
 }
 export interface IommuFaultAlloc { flags: number; out_fault_id?: number; out_fault_fd?: number }
+/** IOMMU_VIOMMU_ALLOC [newer than 6.12] */
+export interface IommuViommuAlloc {
+  flags: number;
+  type: number;
+  dev_id: number;
+  hwpt_id: number;
+  out_viommu_id?: number;
+  data_len: number;
+  __reserved?: number;
+  /** Driver data (in/out), e.g. struct iommu_viommu_selftest. */
+  data_uptr: bigint;
+}
+/** IOMMU_VDEVICE_ALLOC [newer than 6.12] */
+export interface IommuVdeviceAlloc { viommu_id: number; dev_id: number; out_vdevice_id?: number; virt_id: bigint }
+/** IOMMU_VEVENTQ_ALLOC [newer than 6.12] */
+export interface IommuVeventqAlloc {
+  flags: number;
+  viommu_id: number;
+  type: number;
+  veventq_depth: number;
+  out_veventq_id?: number;
+  out_veventq_fd?: number;
+  __reserved?: number;
+}
 
 // enums
 export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
@@ -94,6 +118,20 @@ export const IOMMU_HW_CAP_PCI_PASID_EXEC = 1n << 1n;
 export const IOMMU_HW_CAP_PCI_PASID_PRIV = 1n << 2n;
 export const IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1;
 export const IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1;
+/** IOMMU_NO_PASID: requests without a PASID (the RID's attachment). */
+export const IOMMU_NO_PASID = 0;
+export const IOMMU_VIOMMU_TYPE_DEFAULT = 0;
+export const IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 1;
+export const IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 2;
+export const IOMMU_VEVENTQ_TYPE_DEFAULT = 0;
+export const IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 1;
+export const IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV = 2;
+/** struct iommufd_vevent_header flags */
+export const IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 << 0;
+/** eventq.c VEVENTQ_MAX_DEPTH: the largest veventq_depth accepted. */
+export const VEVENTQ_MAX_DEPTH = 1 << 19;
+/** sizeof(struct iommufd_vevent_header) */
+export const VEVENT_HEADER_SIZE = 8;
 
 /** Object kinds of the per-context ID space. */
 export const enum ObjType {
@@ -104,4 +142,8 @@ export const enum ObjType {
   ACCESS = "access",
   FAULT = "fault",
   SELFTEST = "selftest",
+  /** [newer than 6.12] */
+  VIOMMU = "viommu",
+  VDEVICE = "vdevice",
+  VEVENTQ = "veventq",
 }

@@ -1119,7 +1119,8 @@ export class SoftiommuServer {
     }
     const cur = this.callerIs(m);
     if (!cur || !cur.ctx) fail("EMFILE", "no caller to install an fd in");
-    const kind = file.kind === "fault" ? FileKind.FAULT : file.kind === "access" ? FileKind.ACCESS : FileKind.IOMMUFD;
+    // a vEVENTQ is served like a fault queue: records to read, a READY frame while something is queued
+    const kind = file.kind === "fault" || file.kind === "veventq" ? FileKind.FAULT : file.kind === "access" ? FileKind.ACCESS : FileKind.IOMMUFD;
     const token = this.nextToken++;
     const id = this.nextFileId;
     const O_CLOEXEC = 0o2000000;

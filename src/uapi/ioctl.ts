@@ -25,10 +25,9 @@
  *
  * Profiles: "6.12" is Debian's 6.12.117 (0x80..0x8e plus the selftest slot 0xa0; 0x8f..0x9f are
  * holes -> ENOTTY; test ops newer than 6.12 -> EOPNOTSUPP). "newest" adds 0x8f..0x94. Of those,
- * VIOMMU_ALLOC, VDEVICE_ALLOC, VEVENTQ_ALLOC and HW_QUEUE_ALLOC name object kinds softiommu does not
- * implement yet: after the generic size checks they fail with EOPNOTSUPP ("struct understood, value
- * not supported": what a newest kernel answers when the IOMMU driver has no vIOMMU support), write
- * nothing back and create nothing.
+ * HW_QUEUE_ALLOC names an object kind softiommu does not implement yet: after the generic size
+ * checks it fails with EOPNOTSUPP ("struct understood, value not supported": what a newest kernel
+ * answers when the vIOMMU's driver has no HW queue support), writes nothing back, creates nothing.
  */
 import type { KernelProfile } from "../iommufd/context.js";
 import { fail, IommuError } from "../errno.js";
@@ -51,7 +50,10 @@ import type {
   IommuIoasMapFile,
   IommuIoasUnmap,
   IommuOption,
+  IommuVdeviceAlloc,
+  IommuVeventqAlloc,
   IommuVfioIoas,
+  IommuViommuAlloc,
 } from "../iommufd/types.js";
 import { decode, encodeInto, structOf, type StructLayout, type UObject } from "./structs.js";
 
@@ -93,8 +95,12 @@ export interface IoctlDef {
   readonly undo?: (ctx: IommufdCtx, out: UObject) => void;
 }
 
-/** Selftest ops whose handlers copy the struct back on success (selftest.c iommufd_ucmd_respond). */
-export const TEST_OPS_RESPOND: ReadonlySet<number> = new Set([2, 5, 7, 10, 12, 13]);
+/**
+ * Selftest ops whose handlers copy the struct back on success (selftest.c iommufd_ucmd_respond):
+ * MOCK_DOMAIN, CREATE_ACCESS, ACCESS_PAGES, MOCK_DOMAIN_REPLACE, MOCK_DOMAIN_FLAGS, DIRTY, and
+ * [newer than 6.12] PASID_ATTACH, PASID_REPLACE.
+ */
+export const TEST_OPS_RESPOND: ReadonlySet<number> = new Set([2, 5, 7, 10, 12, 13, 18, 19]);
 /** Selftest ops Linux 6.12 knows (ADD_RESERVED .. TRIGGER_IOPF). */
 export const TEST_OPS_612_MAX = 15;
 
@@ -113,6 +119,15 @@ function dropObject(ctx: IommufdCtx, id: unknown): void {
 function dropFd(ctx: IommufdCtx, fd: unknown): void {
   if (typeof fd !== "number" || !ctx.fds.get(fd)) return;
   ctx.fds.close(fd);
+}
+
+/** A PASID_ATTACH whose result could not be copied back: iommufd_device_detach(idev, pasid). */
+function undoPasidAttach(ctx: IommufdCtx, out: UObject): void {
+  try {
+    ctx.testCmd({ op: 20, id: Number(out.id), pasid: Number(out.pasid ?? 0) });
+  } catch (e) {
+    if (!(e instanceof IommuError)) throw e;
+  }
 }
 
 interface Entry {
@@ -304,24 +319,24 @@ const ENTRIES: readonly Entry[] = [
     name: "IOMMU_VIOMMU_ALLOC",
     nr: 0x90,
     struct: "iommu_viommu_alloc",
-    method: null,
+    method: "viommuAlloc",
     copyBack: "success",
     newer: true,
-    notImplemented: "vIOMMU",
     doc: "create a vIOMMU",
-    run: notImpl("vIOMMU"),
+    run: (ctx, c) => obj(ctx.viommuAlloc(as<IommuViommuAlloc>(c))),
+    undo: (ctx, out) => dropObject(ctx, out.out_viommu_id),
   },
   {
     cmdName: "IOMMUFD_CMD_VDEVICE_ALLOC",
     name: "IOMMU_VDEVICE_ALLOC",
     nr: 0x91,
     struct: "iommu_vdevice_alloc",
-    method: null,
+    method: "vdeviceAlloc",
     copyBack: "success",
     newer: true,
-    notImplemented: "vDEVICE",
     doc: "create a vDEVICE",
-    run: notImpl("vDEVICE"),
+    run: (ctx, c) => obj(ctx.vdeviceAlloc(as<IommuVdeviceAlloc>(c))),
+    undo: (ctx, out) => dropObject(ctx, out.out_vdevice_id),
   },
   {
     cmdName: "IOMMUFD_CMD_IOAS_CHANGE_PROCESS",
@@ -339,12 +354,15 @@ const ENTRIES: readonly Entry[] = [
     name: "IOMMU_VEVENTQ_ALLOC",
     nr: 0x93,
     struct: "iommu_veventq_alloc",
-    method: null,
+    method: "veventqAlloc",
     copyBack: "success",
     newer: true,
-    notImplemented: "vEVENTQ",
     doc: "create a vEVENTQ and its fd",
-    run: notImpl("vEVENTQ"),
+    run: (ctx, c) => obj(ctx.veventqAlloc(as<IommuVeventqAlloc>(c))),
+    undo: (ctx, out) => {
+      dropFd(ctx, out.out_veventq_fd);
+      dropObject(ctx, out.out_veventq_id);
+    },
   },
   {
     cmdName: "IOMMUFD_CMD_HW_QUEUE_ALLOC",
@@ -371,6 +389,8 @@ const ENTRIES: readonly Entry[] = [
       // MOCK_DOMAIN(_FLAGS) and CREATE_ACCESS create; the rest only change state
       if (out.op === 2 || out.op === 12) dropObject(ctx, out.out_stdev_id);
       if (out.op === 5) dropFd(ctx, out.out_access_fd);
+      // PASID_ATTACH: iommufd_test_pasid_attach detaches again (REPLACE keeps the new HWPT)
+      if (out.op === 18) undoPasidAttach(ctx, out);
     },
   },
 ];

@@ -8,8 +8,12 @@
  *   out_data_type): DEFAULT or the device's own type -> OK, another type -> EOPNOTSUPP.
  * - MOCK_FLAGS_DEVICE_PASID: 6.12 EINVAL; newest: a PASID-capable mock device, out_max_pasid_log2 20.
  * - struct iommu_hwpt_selftest: 4 bytes in 6.12 (data_len 5.. -> EINVAL), 8 in the newest kernel.
- * - IOMMU_TEST_CMD ops 16 and up: 6.12 EOPNOTSUPP; newest DEV_CHECK_CACHE works.
- * - IOAS_MAP_FILE / IOAS_CHANGE_PROCESS: 6.12 has no such ioctl (ENOTTY, also at the library).
+ * - IOMMU_TEST_CMD ops 16 and up: 6.12 EOPNOTSUPP; newest DEV_CHECK_CACHE, TRIGGER_VEVENT and the
+ *   PASID ops (17..21) work; the DMABUF ops (22+) are not modelled.
+ * - IOAS_MAP_FILE / IOAS_CHANGE_PROCESS / VIOMMU_ALLOC / VDEVICE_ALLOC / VEVENTQ_ALLOC: 6.12 has no
+ *   such ioctl (ENOTTY, also at the library).
+ * - paging HWPT_ALLOC with IOMMU_HWPT_ALLOC_PASID or IOMMU_HWPT_FAULT_ID_VALID: 6.12 EOPNOTSUPP,
+ *   newest allocates (a PASID-compatible, or a fault-capable, paging HWPT).
  *
  * The 6.12 answers are the real kernel's: oracle/probes/probe-profiles.c, replayed here through the
  * ioctl dispatcher, must print exactly its transcript probe-profiles.out.txt (INFO lines aside).
@@ -191,8 +195,49 @@ test("test ops 16+, newest: DEV_CHECK_CACHE compares a mock device's cache slot 
   failsCleanly(e, "EINVAL", check({ cache: 0 }), "another value");
   failsCleanly(e, "ENOENT", check({ id: e.md.stdev }), "the selftest object is not a device");
   failsCleanly(e, "ENOENT", check({ id: 999 }), "no such object");
-  // the newer ops softiommu does not model yet, and ops no kernel has
-  for (const op of [17, 18, 19, 20, 21, 22, 100]) failsCleanly(e, "EOPNOTSUPP", () => e.ctx.testCmd({ op, id: e.md.stdev }), `op ${op}`);
+  // the DMABUF ops softiommu does not model, and ops no kernel has
+  for (const op of [22, 23, 24, 100]) failsCleanly(e, "EOPNOTSUPP", () => e.ctx.testCmd({ op, id: e.md.stdev }), `op ${op}`);
+});
+
+test("test ops 17..21, newest: known ops that look their arguments up (TRIGGER_VEVENT ENOENT for dev_id 0, PASID ops ENOENT for a non-selftest id)", () => {
+  const e = withDev("newest");
+  failsCleanly(e, "ENOENT", () => e.ctx.testCmd({ op: 17, id: 0, dev_id: 0 }), "TRIGGER_VEVENT dev_id 0");
+  failsCleanly(e, "ENOENT", () => e.ctx.testCmd({ op: 17, id: 0, dev_id: e.md.idev }), "TRIGGER_VEVENT of a device not behind a vIOMMU");
+  for (const op of [18, 19, 20, 21]) failsCleanly(e, "ENOENT", () => e.ctx.testCmd({ op, id: e.md.idev, pasid: 1, pt_id: e.md.hwpt }), `op ${op} on the idev, not the selftest object`);
+  failsCleanly(e, "ENOENT", () => e.ctx.testCmd({ op: 18, id: e.md.stdev, pasid: 1, pt_id: 999 }), "PASID_ATTACH of an unknown pt_id");
+});
+
+test("vIOMMU, vDEVICE and vEVENTQ, 6.12: the library refuses them with ENOTTY before any argument; newest runs them", () => {
+  const e = withDev("6.12");
+  const parent = e.ctx.hwptAlloc({ flags: S.IOMMU_HWPT_ALLOC_NEST_PARENT, dev_id: e.md.idev, pt_id: e.ioas, data_type: 0, data_len: 0, data_uptr: 0n }).out_hwpt_id as number;
+  failsCleanly(e, "ENOTTY", () => e.ctx.viommuAlloc({ flags: 0, type: S.IOMMU_VIOMMU_TYPE_SELFTEST, dev_id: e.md.idev, hwpt_id: parent, data_len: 0, data_uptr: 0n }), "VIOMMU_ALLOC");
+  failsCleanly(e, "ENOTTY", () => e.ctx.vdeviceAlloc({ viommu_id: 1, dev_id: e.md.idev, virt_id: 0x99n }), "VDEVICE_ALLOC");
+  failsCleanly(e, "ENOTTY", () => e.ctx.veventqAlloc({ flags: 7, viommu_id: 1, type: 0, veventq_depth: 0 }), "VEVENTQ_ALLOC");
+  const n = withDev("newest");
+  const np = n.ctx.hwptAlloc({ flags: S.IOMMU_HWPT_ALLOC_NEST_PARENT, dev_id: n.md.idev, pt_id: n.ioas, data_type: 0, data_len: 0, data_uptr: 0n }).out_hwpt_id as number;
+  const v = n.ctx.viommuAlloc({ flags: 0, type: S.IOMMU_VIOMMU_TYPE_SELFTEST, dev_id: n.md.idev, hwpt_id: np, data_len: 0, data_uptr: 0n }).out_viommu_id as number;
+  assert.equal(n.ctx.vdeviceAlloc({ viommu_id: v, dev_id: n.md.idev, virt_id: 0x99n }).out_vdevice_id, v + 1);
+  assert.equal(n.ctx.veventqAlloc({ flags: 0, viommu_id: v, type: S.IOMMU_VEVENTQ_TYPE_SELFTEST, veventq_depth: 2 }).out_veventq_id, v + 2);
+});
+
+test("paging HWPT_ALLOC with ALLOC_PASID or FAULT_ID_VALID: 6.12 EOPNOTSUPP (nothing left), newest allocates them; NEST_PARENT with a fault id stays EOPNOTSUPP", () => {
+  const fault = (e: HwptEnv) => e.ctx.faultQueueAlloc({ flags: 0 }).out_fault_id as number;
+  const alloc = (e: HwptEnv & { md: ReturnType<typeof mockDomain> }, flags: number, fault_id = 0) => () =>
+    e.ctx.hwptAlloc({ flags, dev_id: e.md.idev, pt_id: e.ioas, data_type: 0, data_len: 0, data_uptr: 0n, fault_id }).out_hwpt_id as number;
+  const old = withDev("6.12");
+  const f612 = fault(old);
+  failsCleanly(old, "EOPNOTSUPP", alloc(old, S.IOMMU_HWPT_ALLOC_PASID), "ALLOC_PASID");
+  failsCleanly(old, "EOPNOTSUPP", alloc(old, S.IOMMU_HWPT_FAULT_ID_VALID, f612), "FAULT_ID_VALID");
+  const e = withDev("newest");
+  const f = fault(e);
+  const a = alloc(e, S.IOMMU_HWPT_ALLOC_PASID)();
+  assert.equal((e.ctx.objects.get(a) as S.HwptPaging).pasidCompat, true);
+  const b = alloc(e, S.IOMMU_HWPT_FAULT_ID_VALID, f)();
+  assert.equal((e.ctx.objects.get(b) as S.HwptPaging).fault?.id, f);
+  expectErr("EBUSY", () => e.ctx.destroy({ id: f }), "the fault-capable paging HWPT holds its fault queue");
+  failsCleanly(e, "ENOENT", alloc(e, S.IOMMU_HWPT_FAULT_ID_VALID, 999), "unknown fault id");
+  failsCleanly(e, "EOPNOTSUPP", alloc(e, S.IOMMU_HWPT_FAULT_ID_VALID | S.IOMMU_HWPT_ALLOC_NEST_PARENT, f), "a nesting parent takes no faults");
+  failsCleanly(e, "EOPNOTSUPP", alloc(e, 1 << 4), "bits no kernel knows");
 });
 
 // ------------------------------------------------------------------------------ newer ioctls
@@ -377,9 +422,28 @@ const NEWEST_DIFFERS: Record<string, string[]> = {
   K27: ["K27 nested data_len=8 (u32 7 after iotlb) rc=0 errno=0"],
   // IOMMU_TEST_OP_DEV_CHECK_CACHE
   K31: ["K31 test op 16 (DEV_CHECK_CACHE idev slot 0 = 0xbaddad) rc=0 errno=0"],
+  // test ops 17..21 exist (selftest.c): TRIGGER_VEVENT looks dev_id 0 up (ENOENT); PASID 0 is
+  // IOMMU_NO_PASID, the RID: PASID_ATTACH / _REPLACE look pt_id 0 up (ENOENT), PASID_DETACH detaches
+  // the RID, after which PASID_CHECK_HWPT(0, hwpt 0) finds nothing attached; 22.. (DMABUF) are not modelled
+  K32: [
+    "K32 test op 17 rc=-1 errno=2",
+    "K32 test op 18 rc=-1 errno=2",
+    "K32 test op 19 rc=-1 errno=2",
+    "K32 test op 20 rc=0 errno=0",
+    "K32 test op 21 rc=0 errno=0",
+    "K32 test op 22 rc=-1 errno=95",
+    "K32 test op 23 rc=-1 errno=95",
+    "K32 test op 24 rc=-1 errno=95",
+    "K32 test op 0 rc=-1 errno=95",
+    "K32 test op 100 rc=-1 errno=95",
+    "K32 test op 4294967295 rc=-1 errno=95",
+  ],
   // the newer IOAS ioctls exist
   K41: ["K41 IOAS_MAP_FILE rc=0 errno=0"],
   K42: ["K42 IOAS_CHANGE_PROCESS rc=0 errno=0"],
+  // paging HWPTs take IOMMU_HWPT_ALLOC_PASID and a fault id (hw_pagetable.c iommufd_hwpt_paging_alloc)
+  K52: ["K52 paging hwpt_alloc flags=ALLOC_PASID rc=0 errno=0"],
+  K53: ["K53 paging hwpt_alloc flags=FAULT_ID_VALID rc=0 errno=0"],
 };
 
 test("oracle probe-profiles, newest: the transcript differs from 6.12 exactly in the newer rules", () => {
@@ -393,13 +457,9 @@ test("oracle probe-profiles, newest: the transcript differs from 6.12 exactly in
   assert.deepEqual(noInfo(replayProbe("newest")), want);
 });
 
-test(
-  "newest, not modelled yet: paging HWPT_ALLOC takes IOMMU_HWPT_ALLOC_PASID and a fault id; test ops 17..21 (vEVENT, PASID attach) exist",
-  { todo: "hwpt.ts and the iommu core answer these as 6.12 does (EOPNOTSUPP); vEVENTQ and PASID attach are not modelled" },
-  () => {
-    const lines = replayProbe("newest");
-    assert.ok(lines.includes("K52 paging hwpt_alloc flags=ALLOC_PASID rc=0 errno=0"));
-    assert.ok(lines.includes("K53 paging hwpt_alloc flags=FAULT_ID_VALID rc=0 errno=0"));
-    assert.ok(!lines.includes("K32 test op 17 rc=-1 errno=95"), "TRIGGER_VEVENT is a known op");
-  },
-);
+test("newest: paging HWPT_ALLOC takes IOMMU_HWPT_ALLOC_PASID and a fault id; test ops 17..21 (vEVENT, PASID attach) exist", () => {
+  const lines = replayProbe("newest");
+  assert.ok(lines.includes("K52 paging hwpt_alloc flags=ALLOC_PASID rc=0 errno=0"));
+  assert.ok(lines.includes("K53 paging hwpt_alloc flags=FAULT_ID_VALID rc=0 errno=0"));
+  assert.ok(!lines.includes("K32 test op 17 rc=-1 errno=95"), "TRIGGER_VEVENT is a known op");
+});

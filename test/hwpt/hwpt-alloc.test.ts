@@ -48,7 +48,7 @@ test("hwpt_alloc: a paging HWPT on an IOAS takes the next ID, holds the IOAS and
   expectErr("ENOENT", () => e.ctx.destroy({ id }));
 });
 
-test("hwpt_alloc: NEST_PARENT, DIRTY_TRACKING and both together are the only paging flags", () => {
+test("hwpt_alloc: NEST_PARENT, DIRTY_TRACKING, ALLOC_PASID and FAULT_ID_VALID (not with NEST_PARENT) are the only paging flags", () => {
   const e = withDev();
   const a = hwptAlloc(e.ctx, e.md.idev, e.ioas, NEST);
   assert.equal((e.ctx.objects.get(a) as HwptPaging).nestParent, true);
@@ -58,8 +58,10 @@ test("hwpt_alloc: NEST_PARENT, DIRTY_TRACKING and both together are the only pag
   assert.equal(db.dirtyTracking, false, "dirty tracking starts disabled");
   const c = hwptAlloc(e.ctx, e.md.idev, e.ioas, NEST | DIRTY);
   assert.deepEqual([a, b, c], [5, 6, 7]);
-  for (const flags of [8, 1 << 31, ~NEST, FAULT_VALID, NEST | FAULT_VALID, 0xffffffff])
+  for (const flags of [1 << 4, 1 << 31, ~NEST, NEST | FAULT_VALID, 0xffffffff])
     failsCleanly(e, "EOPNOTSUPP", () => hwptAlloc(e.ctx, e.md.idev, e.ioas, flags), `flags ${flags}`);
+  // FAULT_ID_VALID alone is a paging flag (newest): fault_id 0 names no fault object
+  failsCleanly(e, "ENOENT", () => hwptAlloc(e.ctx, e.md.idev, e.ioas, FAULT_VALID), "FAULT_ID_VALID with fault_id 0");
 });
 
 test("hwpt_alloc: the common checks run in order __reserved, data_type/data_len, dev_id, pt_id", () => {
@@ -191,7 +193,7 @@ test("hwpt_alloc: a failed allocation leaves no ID behind (the next object gets 
   const e = withDev();
   const before = nextId(e.ctx);
   expectErr("EINVAL", () => nestedAlloc(e.ctx, e.p, e.md.idev, e.md.hwpt));
-  expectErr("EOPNOTSUPP", () => hwptAlloc(e.ctx, e.md.idev, e.ioas, 8));
+  expectErr("EOPNOTSUPP", () => hwptAlloc(e.ctx, e.md.idev, e.ioas, 1 << 4));
   const parent = hwptAlloc(e.ctx, e.md.idev, e.ioas, NEST);
   expectErr("ENOENT", () => nestedAlloc(e.ctx, e.p, e.md.idev, parent, { flags: FAULT_VALID, faultId: 77 }));
   assert.equal(parent, before);

@@ -358,8 +358,8 @@ test("IOVA_RANGES writes num_iovas (the count needed) and the alignment back wit
   assert.equal(u64At(e, e.mem + 24), 0n, "other failures write nothing");
 });
 
-test("IOMMU_TEST_CMD writes back only for MOCK_DOMAIN(_FLAGS), MOCK_DOMAIN_REPLACE, CREATE_ACCESS, ACCESS_PAGES and DIRTY", () => {
-  assert.deepEqual([...TEST_OPS_RESPOND].sort((a, b) => a - b), [2, 5, 7, 10, 12, 13]);
+test("IOMMU_TEST_CMD writes back only for MOCK_DOMAIN(_FLAGS), MOCK_DOMAIN_REPLACE, CREATE_ACCESS, ACCESS_PAGES, DIRTY, PASID_ATTACH and PASID_REPLACE", () => {
+  assert.deepEqual([...TEST_OPS_RESPOND].sort((a, b) => a - b), [2, 5, 7, 10, 12, 13, 18, 19]);
   const e = env();
   const ioas = ioasAlloc(e);
   const { ro, fill } = roPage(e);
@@ -428,16 +428,11 @@ test("profile newest: IOAS_MAP_FILE and IOAS_CHANGE_PROCESS reach the library", 
   assert.equal(run(e, IOMMU_IOAS_MAP_FILE, "iommu_ioas_map_file", { flags: 6, ioas_id: ioas, fd: -1, length: 4096n }), "EBADF");
 });
 
-test("profile newest: vIOMMU, vDEVICE, vEVENTQ and HW queue ioctls are not implemented: EOPNOTSUPP, nothing created or written", () => {
+test("profile newest: the HW queue ioctl is not implemented: EOPNOTSUPP, nothing created or written", () => {
   const notImpl = IOCTLS.filter((d) => d.notImplemented);
   assert.deepEqual(
     notImpl.map((d) => [d.name, d.notImplemented?.errno]),
-    [
-      ["IOMMU_VIOMMU_ALLOC", "EOPNOTSUPP"],
-      ["IOMMU_VDEVICE_ALLOC", "EOPNOTSUPP"],
-      ["IOMMU_VEVENTQ_ALLOC", "EOPNOTSUPP"],
-      ["IOMMU_HW_QUEUE_ALLOC", "EOPNOTSUPP"],
-    ],
+    [["IOMMU_HW_QUEUE_ALLOC", "EOPNOTSUPP"]],
   );
   const e = env("newest");
   const ioas = ioasAlloc(e);
