@@ -1,6 +1,7 @@
 /** Fault queue objects and their fds (fault.c): I/O page faults read as records, answered by cookie. */
 import { fail } from "../errno.js";
 import { shouldFail } from "../fail-nth.js";
+import { Device } from "../iommu/device.js";
 import type { IopfFault } from "../iommu/domain.js";
 import type { IommufdCtx } from "./context.js";
 import type { AttachHandle, IommufdDevice } from "./device.js";
@@ -40,14 +41,22 @@ export class Fault extends IommufdObject {
   }
 
   destroy(): void {
-    for (const g of [...this.deliver, ...this.response.values()]) this.complete(g, IOMMUFD_PAGE_RESP_INVALID);
+    const all = [...this.deliver, ...this.response.values()];
     this.deliver.length = 0;
     this.response.clear();
+    for (const g of all) this.complete(g, IOMMUFD_PAGE_RESP_INVALID);
   }
 
+  /**
+   * iopf_group_response: the group is answered; the device that raised it hears the code through
+   * its driver (page_response), which tells the hardware to retry (success) or give up the DMA.
+   */
   private complete(g: FaultGroup, code: number): void {
     g.response = code;
     this.completed.push(g);
+    const last = g.faults[g.faults.length - 1];
+    const dev = last.deviceKey;
+    if (dev instanceof Device) dev.driver.pageResponse?.(dev, last, code);
   }
 
   /** iommufd_fault_iopf_handler: queue a page request (groups close on LAST_PAGE). */
