@@ -22,12 +22,14 @@ export const Errno = {
   ENOTTY: 25,
   ENOSPC: 28,
   ESPIPE: 29,
+  ERANGE: 34,
   EDEADLK: 35,
   EOVERFLOW: 75,
   EBADFD: 77,
   EMSGSIZE: 90,
   EOPNOTSUPP: 95,
   EADDRINUSE: 98,
+  ETIMEDOUT: 110,
   EBADE: 52,
 } as const;
 

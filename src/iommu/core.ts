@@ -4,7 +4,8 @@
  */
 import { fail } from "../errno.js";
 import type { Device, IommuGroup } from "./device.js";
-import type { IommuDomain } from "./domain.js";
+import { BlockedDomain, type IommuDomain } from "./domain.js";
+import type { IommuDriver } from "./driver.js";
 
 /** iommu_device_claim_dma_owner: EPERM when another owner holds the group. */
 export function claimDmaOwner(dev: Device, owner: unknown): void {
@@ -33,7 +34,7 @@ export function releaseDmaOwner(dev: Device): void {
   g.ownerCnt--;
   if (g.ownerCnt === 0) {
     g.owner = null;
-    g.domain = null;
+    detachGroup(g);
   }
 }
 
@@ -58,14 +59,36 @@ export function unuseDefaultDomain(dev: Device): void {
 export function releaseGroupDmaOwner(g: IommuGroup): void {
   g.ownerCnt = 0;
   g.owner = null;
-  g.domain = null;
+  detachGroup(g);
 }
 
-/** Ask every device of the group whether it accepts domain (attach_dev). */
+/** The driver's blocking domain (one per driver, as the kernel keeps a static one). */
+const blockedDomains = new WeakMap<IommuDriver, BlockedDomain>();
+export function blockedDomainOf(drv: IommuDriver): BlockedDomain {
+  let b = blockedDomains.get(drv);
+  if (!b) {
+    b = new BlockedDomain(drv);
+    blockedDomains.set(drv, b);
+  }
+  return b;
+}
+
+/**
+ * Switch every device of the group to domain (attach_dev). When a device refuses, the devices
+ * already switched go back to the group's previous domain (its blocking domain when it had none),
+ * as __iommu_group_set_domain_internal does, and the error stands.
+ */
 function setGroupDomain(g: IommuGroup, domain: IommuDomain): void {
-  for (const d of g.devices) {
-    if (d.driver !== domain.driver) fail("EINVAL", "domain belongs to another IOMMU driver");
-    domain.driver.attachDev(domain, d);
+  const done: Device[] = [];
+  try {
+    for (const d of g.devices) {
+      if (d.driver !== domain.driver) fail("EINVAL", "domain belongs to another IOMMU driver");
+      domain.driver.attachDev(domain, d);
+      done.push(d);
+    }
+  } catch (e) {
+    for (const d of done) d.driver.attachDev(g.domain ?? blockedDomainOf(d.driver), d);
+    throw e;
   }
   g.domain = domain;
 }
@@ -79,17 +102,13 @@ export function attachGroup(domain: IommuDomain, g: IommuGroup): void {
 /** iommu_replace_group_handle: switch atomically; on failure the old domain stays. */
 export function replaceGroup(domain: IommuDomain, g: IommuGroup): void {
   if (g.domain === domain) return;
-  const old = g.domain;
-  try {
-    setGroupDomain(g, domain);
-  } catch (e) {
-    g.domain = old;
-    throw e;
-  }
+  setGroupDomain(g, domain);
 }
 
-/** iommu_detach_group: back to the blocking domain. */
+/** iommu_detach_group: back to the blocking domain (attaching it cannot fail). */
 export function detachGroup(g: IommuGroup): void {
+  if (g.domain === null) return;
+  for (const d of g.devices) d.driver.attachDev(blockedDomainOf(d.driver), d);
   g.domain = null;
 }
 

@@ -93,5 +93,6 @@ export class Device {
   unplug(): void {
     const i = this.group.devices.indexOf(this);
     if (i >= 0) this.group.devices.splice(i, 1);
+    this.driver.releaseDevice?.(this);
   }
 }

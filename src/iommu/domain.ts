@@ -19,6 +19,11 @@ export abstract class IommuDomain {
   constructor(readonly driver: IommuDriver) {}
   /** Set by iommufd when the HWPT has a fault object: where I/O page faults go. */
   iopfHandler: ((fault: IopfFault) => void) | null = null;
+  /**
+   * iommu_domain_free: the last user let go (no device is attached any more). Drivers with
+   * hardware give back what the domain held (page tables, ASID/VMID/DID). Called once.
+   */
+  free(): void {}
 }
 
 /** A page request as the IOMMU reports it (prm in the kernel). */

@@ -102,4 +102,6 @@ export interface IommuDriver {
    * hardware (VT-d page group response, SMMUv3 PRI_RESP / RESUME), which retries or aborts the DMA.
    */
   pageResponse?(dev: Device, last: IopfFault, code: number): void;
+  /** release_device: dev goes away (Device.unplug); the driver forgets it and frees what it held. */
+  releaseDevice?(dev: Device): void;
 }

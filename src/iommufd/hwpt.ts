@@ -56,6 +56,7 @@ export class HwptPaging extends IommufdObject {
     }
     // iommu_domain_free drops the MSI cookie and its doorbell mappings
     if (this.msiCookie) iommuPutDmaCookie(this.domain);
+    this.domain.free();
     if (this.fault) this.fault.users--;
     this.ioas.users--;
   }
@@ -79,6 +80,7 @@ export class HwptNested extends IommufdObject {
     super();
   }
   destroy(): void {
+    this.domain.free();
     if (this.fault) this.fault.users--;
     if (this.viommu) this.viommu.users--;
     else this.parent.users--;
@@ -128,6 +130,7 @@ export function hwptPagingAlloc(
   if (idev.enforceCacheCoherency) {
     if (!domain.enforceCacheCoherency) {
       ctx.abortId(id);
+      domain.free();
       fail("EINVAL", "the domain cannot enforce cache coherency");
     }
     hwpt.enforceCacheCoherency = true;
@@ -144,6 +147,7 @@ export function hwptPagingAlloc(
   } catch (e) {
     ioas.users--;
     ctx.abortId(id);
+    domain.free();
     throw e;
   }
   hwpt.inIoas = true;

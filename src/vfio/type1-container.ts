@@ -593,9 +593,14 @@ export class VfioIommuType1 {
     }
     const dev = ref.iommuDevice ?? backing.devices[0];
     if (!dev) fail("ENODEV", "the IOMMU group has no device");
-    const domain = dev.driver.domainAllocPaging(dev);
     if (this.nesting) fail("EINVAL", `${dev.driver.name} cannot enable nesting on a domain`);
-    coreAttachGroup(domain, backing);
+    const domain = dev.driver.domainAllocPaging(dev);
+    try {
+      coreAttachGroup(domain, backing);
+    } catch (e) {
+      domain.free();
+      throw e;
+    }
     try {
       if (this.iovaList.aperConflict(domain.apertureStart, domain.apertureEnd, (s, n) => this.findDma(s, n) !== undefined))
         fail("EINVAL", "the domain's aperture conflicts with the container's mappings");
@@ -623,6 +628,7 @@ export class VfioIommuType1 {
         d.groupObjects.push(new VfioGroupObject(backing, d));
         this.iovaList = copy;
         this.numNonPinnedGroups++;
+        domain.free();
         return;
       }
       this.replay(vd);
@@ -635,6 +641,7 @@ export class VfioIommuType1 {
       this.numNonPinnedGroups++;
     } catch (e) {
       if (backing.domain === domain) coreDetachGroup(backing);
+      domain.free();
       throw e;
     }
   }
@@ -695,6 +702,7 @@ export class VfioIommuType1 {
             else this.unmapUnpinReaccount();
           }
           iommuPutDmaCookie(d.domain);
+          d.domain.free();
           this.domains.splice(this.domains.indexOf(d), 1);
           copy.aperExpand(this.domains.map((x) => ({ start: x.domain.apertureStart, end: x.domain.apertureEnd })));
           this.updatePgsizeBitmap();

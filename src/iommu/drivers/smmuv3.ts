@@ -336,7 +336,7 @@ export class SmmuDomain extends PagingDomain {
   }
 
   /** iommu_domain_free: give back the ASID / VMID and the tables. */
-  free(): void {
+  override free(): void {
     if (this.freed) return;
     this.freed = true;
     this.smmu.releaseIds(this);
