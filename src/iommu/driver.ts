@@ -102,6 +102,13 @@ export interface IommuDriver {
    * hardware (VT-d page group response, SMMUv3 PRI_RESP / RESUME), which retries or aborts the DMA.
    */
   pageResponse?(dev: Device, last: IopfFault, code: number): void;
+  /**
+   * iommu_dev_enable_feature(IOMMU_DEV_FEAT_IOPF): let dev's faults become page requests / stalls
+   * that reach the domain's iopfHandler (VT-d: ATS + PRI and PRE in the context entry; SMMUv3: stall
+   * or PRI). Throws when the device cannot. Undefined: nothing to turn on (the selftest mock).
+   */
+  enableIopf?(dev: Device): void;
+  disableIopf?(dev: Device): void;
   /** release_device: dev goes away (Device.unplug); the driver forgets it and frees what it held. */
   releaseDevice?(dev: Device): void;
 }

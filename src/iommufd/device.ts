@@ -129,9 +129,14 @@ export class IommufdDevice extends IommufdObject {
     if (hp) this.attachReservedIova(hp);
     try {
       if (g.devices.length === 0) {
-        if (hwpt.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
         checkPasidCompat(g, hwpt, IOMMU_NO_PASID);
-        attachGroup(hwpt.domain, g.group);
+        if (hwpt.fault) this.iopfEnable();
+        try {
+          attachGroup(hwpt.domain, g.group);
+        } catch (e) {
+          if (hwpt.fault) this.iopfDisable();
+          throw e;
+        }
         g.hwpt = hwpt;
         g.handle = { idev: this };
       }
@@ -145,6 +150,26 @@ export class IommufdDevice extends IommufdObject {
 
   /** Whether this is a PCI virtual function (fault-capable HWPTs refuse VFs). */
   isVf = false;
+  /** idev->iopf_enabled: attachments to fault-capable HWPTs that turned the device's IOPF on. */
+  iopfEnabled = 0;
+
+  /** iommufd_fault_iopf_enable: PCI VFs refused (EINVAL); the first user turns the feature on. */
+  iopfEnable(): void {
+    if (this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
+    if (++this.iopfEnabled > 1) return;
+    try {
+      this.dev.driver.enableIopf?.(this.dev);
+    } catch (e) {
+      this.iopfEnabled--;
+      throw e;
+    }
+  }
+
+  /** iommufd_fault_iopf_disable: the last user turns it off. */
+  iopfDisable(): void {
+    if (this.iopfEnabled === 0) return;
+    if (--this.iopfEnabled === 0) this.dev.driver.disableIopf?.(this.dev);
+  }
 
   /** iommufd_hw_pagetable_detach: returns the HWPT whose reference the caller drops. */
   hwptDetach(): Hwpt {
@@ -154,7 +179,10 @@ export class IommufdDevice extends IommufdObject {
     if (i >= 0) g.devices.splice(i, 1);
     if (g.devices.length === 0) {
       detachGroup(g.group);
-      if (hwpt.fault && g.handle) hwpt.fault.autoRespond(hwpt, g.handle);
+      if (hwpt.fault && g.handle) {
+        hwpt.fault.autoRespond(hwpt, g.handle);
+        g.handle.idev.iopfDisable();
+      }
       g.hwpt = null;
       g.handle = null;
     }
@@ -182,11 +210,19 @@ export class IommufdDevice extends IommufdObject {
       }
       this.setupMsi(hp);
     }
+    // iommufd_hwpt_replace_device: IOPF is turned on for the new fault-capable HWPT first (PCI VFs
+    // refused) and off for the old one after the switch
+    const iopfOn = hwpt.fault !== null && old.fault === null;
     try {
-      // iommufd_hwpt_replace_device: turning IOPF on for the device refuses PCI VFs
-      if (hwpt.fault && !old.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
+      if (iopfOn && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
       checkPasidCompat(g, hwpt, IOMMU_NO_PASID);
-      replaceGroup(hwpt.domain, g.group);
+      if (iopfOn) this.iopfEnable();
+      try {
+        replaceGroup(hwpt.domain, g.group);
+      } catch (e) {
+        if (iopfOn) this.iopfDisable();
+        throw e;
+      }
     } catch (e) {
       if (hp && (!oldHp || hp.ioas !== oldHp.ioas)) for (const d of g.devices) hp.ioas.iopt.removeReserved(d.dev);
       throw e;
@@ -194,6 +230,7 @@ export class IommufdDevice extends IommufdObject {
     const oldHandle = g.handle;
     g.handle = { idev: this };
     if (old.fault && oldHandle) old.fault.autoRespond(old, oldHandle);
+    if (old.fault !== null && hwpt.fault === null) (oldHandle?.idev ?? this).iopfDisable();
     if (oldHp && (!hp || hp.ioas !== oldHp.ioas)) for (const d of g.devices) oldHp.ioas.iopt.removeReserved(d.dev);
     g.hwpt = hwpt;
     const n = g.devices.length;
@@ -300,7 +337,13 @@ export class IommufdDevice extends IommufdObject {
     if (!pa) {
       if (hwpt.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
       checkPasidCompat(g, hwpt, pasid);
-      attachDevicePasid(hwpt.domain, this.dev, pasid);
+      if (hwpt.fault) this.iopfEnable();
+      try {
+        attachDevicePasid(hwpt.domain, this.dev, pasid);
+      } catch (e) {
+        if (hwpt.fault) this.iopfDisable();
+        throw e;
+      }
       g.pasids.set(pasid, { hwpt, handle: { idev: this }, devices: [this] });
     } else pa.devices.push(this);
     hwpt.users++;
@@ -347,11 +390,19 @@ export class IommufdDevice extends IommufdObject {
     if (t === old) return ptId;
     if (t.fault && this.dev.isPci && this.isVf) fail("EINVAL", "PCI VFs cannot take I/O page faults");
     checkPasidCompat(g, t, pasid);
-    replaceDevicePasid(t.domain, this.dev, pasid);
+    const iopfOn = t.fault !== null && old.fault === null;
+    if (iopfOn) this.iopfEnable();
+    try {
+      replaceDevicePasid(t.domain, this.dev, pasid);
+    } catch (e) {
+      if (iopfOn) this.iopfDisable();
+      throw e;
+    }
     const oldHandle = pa.handle;
     pa.handle = { idev: this };
     pa.hwpt = t;
     if (old.fault) old.fault.autoRespond(old, oldHandle);
+    if (old.fault !== null && t.fault === null) oldHandle.idev.iopfDisable();
     // the device_array's references move to the new HWPT; the caller's put drops the last old one
     const n = pa.devices.length;
     t.users += n;
@@ -376,7 +427,10 @@ export class IommufdDevice extends IommufdObject {
     if (pa.devices.length === 0) {
       detachDevicePasid(this.dev, pasid);
       g.pasids.delete(pasid);
-      if (hwpt.fault) hwpt.fault.autoRespond(hwpt, pa.handle);
+      if (hwpt.fault) {
+        hwpt.fault.autoRespond(hwpt, pa.handle);
+        pa.handle.idev.iopfDisable();
+      }
     }
     this.ctx.hwptPut(hwpt);
     this.users--;

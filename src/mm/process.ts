@@ -36,7 +36,7 @@ export class Process {
 
   /** @internal Use Host.spawn or Process.fork. */
   constructor(
-    private readonly host: Host,
+    readonly host: Host,
     readonly pid: number,
     readonly user: User,
     public caps: Caps,

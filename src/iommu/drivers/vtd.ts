@@ -65,6 +65,7 @@ export const IOMMU_VTD_S1_WPE = 1 << 2;
 export const IOMMU_VTD_INV_FLAGS_LEAF = 1 << 0;
 const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
 const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
+const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
 /** sizeof(struct iommu_hw_info_vtd), struct iommu_hwpt_vtd_s1, struct iommu_hwpt_vtd_s1_invalidate. */
 export const IOMMU_HW_INFO_VTD_SIZE = 24;
 export const IOMMU_HWPT_VTD_S1_SIZE = 24;
@@ -263,7 +264,7 @@ interface DevInfo {
   domain: VtdPagingDomain | VtdNestedDomain | null;
   attached: boolean;
   /** dev_pasid_info: domains attached to PASIDs. */
-  pasids: Map<number, VtdPagingDomain>;
+  pasids: Map<number, VtdPagingDomain | VtdNestedDomain>;
 }
 
 export interface VtdDeviceOptions {
@@ -491,6 +492,8 @@ export class VtdNestedDomain extends NestedDomain {
   readonly addrWidth: number;
   didRef: DidRef | null = null;
   readonly devices = new Set<DevInfo>();
+  /** (device, PASID) attachments [newer than 6.12: nested domains at a PASID]. */
+  readonly devPasids: { info: DevInfo; pasid: number }[] = [];
   readonly tags: CacheTag[] = [];
   declare readonly parent: VtdPagingDomain;
   declare readonly driver: VtdDriver;
@@ -1120,6 +1123,7 @@ export class VtdDriver implements IommuDriver {
   setDevPasid(domain: IommuDomain, dev: Device, pasid: number): void {
     const info = this.info(dev);
     if (!this.pasidSupported) fail("EOPNOTSUPP", "the unit has no PASID support");
+    if (domain instanceof VtdNestedDomain && domain.driver === this) return this.nestedSetDevPasid(domain, info, pasid);
     if (!(domain instanceof VtdPagingDomain) || domain.driver !== this) fail("EOPNOTSUPP", "the domain has no set_dev_pasid");
     if (domain.dirtyOps) fail("EINVAL", "a dirty-tracking domain cannot be attached to a PASID");
     if (pasid === IOMMU_NO_PASID) fail("EINVAL", "IOMMU_NO_PASID is the RID's");
@@ -1143,7 +1147,32 @@ export class VtdDriver implements IommuDriver {
     domain.devPasids.push({ info, pasid });
   }
 
-  /** intel_iommu_remove_dev_pasid. */
+  /**
+   * intel_nested_set_dev_pasid [newer than 6.12]: a guest's stage-1 table (nested over its parent)
+   * at a PASID — guest SVA. The same checks as a nested RID attach.
+   */
+  private nestedSetDevPasid(domain: VtdNestedDomain, info: DevInfo, pasid: number): void {
+    if (pasid === IOMMU_NO_PASID) fail("EINVAL", "IOMMU_NO_PASID is the RID's");
+    if (this.agaw < domain.parent.agaw) fail("ENODEV", "Adjusted guest address width not compatible");
+    this.prepareDomainAttach(domain.parent);
+    if (info.pasids.has(pasid)) this.removeDevPasid(info.dev, pasid);
+    this.domainAttachIommu(domain);
+    try {
+      this.cacheTagAssignDomain(domain, info, pasid);
+      try {
+        this.setupNested(domain, info, pasid);
+      } catch (e) {
+        this.cacheTagUnassignDomain(domain, info, pasid);
+        throw e;
+      }
+    } catch (e) {
+      this.domainDetachIommu(domain);
+      throw e;
+    }
+    info.pasids.set(pasid, domain);
+    domain.devPasids.push({ info, pasid });
+  }
+
   removeDevPasid(dev: Device, pasid: number): void {
     const info = this.info(dev);
     const domain = info.pasids.get(pasid);
@@ -1187,11 +1216,13 @@ export class VtdDriver implements IommuDriver {
     this.info(dev);
     const dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
     const nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+    // IOMMU_HWPT_ALLOC_PASID [newer than 6.12] is iommufd's: the driver accepts it (6.12's
+    // iommufd never passes it)
     if (parent !== null) {
-      if (!this.nestedSupported || flags) fail("EOPNOTSUPP", "no nesting, or flags on a nested domain");
+      if (!this.nestedSupported || flags & ~IOMMU_HWPT_ALLOC_PASID) fail("EOPNOTSUPP", "no nesting, or flags on a nested domain");
       return this.nestedDomainAlloc(parent, data);
     }
-    if (flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING)) fail("EOPNOTSUPP", "unsupported flags");
+    if (flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID)) fail("EOPNOTSUPP", "unsupported flags");
     if (nestParent && !this.nestedSupported) fail("EOPNOTSUPP", "the unit has no nested translation");
     if (data !== null || (dirty && !this.ssadsSupported)) fail("EOPNOTSUPP", "paging domains take no data / no second-stage A/D");
     // Do not use first stage for user domain translation.
