@@ -38,3 +38,7 @@ export {
 } from "./pagetable/format.js";
 export { PageTableEngine, type EngineOptions, type WalkResult, type WalkStep } from "./pagetable/engine.js";
 export { benchWalk4Level, benchWalkNested, type Clock } from "./bench.js";
+export { Iotlb, type IotlbOptions, type IotlbPolicy, type IotlbFilter, type IotlbStats } from "./iotlb.js";
+export type { DmaPort, DmaRequest, DmaResult, DmaFault, DmaFaultKind, DmaStatus } from "./dma.js";
+export { VtdUnit, VtdRig, benchTranslateHit, type VtdUnitOptions, type VtdUnitStats } from "./vtd/unit.js";
+export { SmmuUnit, SmmuReg, type SmmuUnitOptions, type SmmuUnitStats, type SmmuFeatures } from "./smmuv3/unit.js";
