@@ -6,6 +6,7 @@
 import { performance } from "node:perf_hooks";
 import * as S from "../src/index.js";
 import { benchWalk4Level, benchWalkNested } from "../src/hw/index.js";
+import { walk4LevelShape } from "../src/hw/bench.js";
 
 const GiB = 1024 * 1024 * 1024;
 const RW = S.IOMMU_IOAS_MAP_READABLE | S.IOMMU_IOAS_MAP_WRITEABLE | S.IOMMU_IOAS_MAP_FIXED_IOVA;
@@ -181,6 +182,38 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; shim_
   }
 }
 
+/**
+ * walk_c_ns: bench/c/walk.c, walk_4level_ns's IOTLB-miss walk written in C (cc -O2), ns per walk;
+ * walk_c_ratio = walk_4level_ns / walk_c_ns. The C program must report the model's checksum and
+ * table count (the same samples over the same table), else both are null; null too without cc.
+ */
+async function walkCFigures(walk4: number): Promise<{ walk_c_ns: number | null; walk_c_ratio: number | null }> {
+  const none = { walk_c_ns: null, walk_c_ratio: null };
+  const { execFileSync } = await import("node:child_process");
+  const fs = await import("node:fs");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const { packageRoot } = await import("../src/cli/native.js");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "softiommu-walk-"));
+  try {
+    const bin = path.join(dir, "walk");
+    execFileSync("cc", ["-O2", "-o", bin, path.join(packageRoot, "bench", "c", "walk.c")], { stdio: ["ignore", "ignore", "pipe"] });
+    const m = /ns_per_walk ([\d.]+) checksum (\d+) tables (\d+)/.exec(execFileSync(bin).toString());
+    const want = walk4LevelShape();
+    if (m === null || Number(m[2]) !== want.checksum || Number(m[3]) !== want.tables) {
+      process.stderr.write(`bench: bench/c/walk.c does not walk the model's table (${m?.[0]}; want checksum ${want.checksum} tables ${want.tables})\n`);
+      return none;
+    }
+    const ns = Number(m[1]);
+    return { walk_c_ns: +ns.toFixed(2), walk_c_ratio: +(walk4 / ns).toFixed(3) };
+  } catch (e) {
+    process.stderr.write(`bench: walk_c figures failed: ${(e as Error).message}\n`);
+    return none;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const json = process.argv.includes("--json");
   const lazy = mapLazy64g();
@@ -198,8 +231,9 @@ async function main(): Promise<void> {
     gc_exposed: typeof (globalThis as { gc?: unknown }).gc === "function",
     ...(await shimFigures()),
   };
-  if (json) console.log(JSON.stringify(out));
-  else for (const [k, v] of Object.entries(out)) console.log(`${k.padEnd(32)} ${v}`);
+  const figures = { ...out, ...(await walkCFigures(out.walk_4level_ns)) };
+  if (json) console.log(JSON.stringify(figures));
+  else for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(32)} ${v}`);
 }
 
 await main();

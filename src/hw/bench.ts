@@ -4,6 +4,7 @@
  *
  *   walk_4level_ns: benchWalk4Level(now)   random 4 KiB translations, each a full 4-level walk
  *   walk_nested_ns: benchWalkNested(now)   the same through a 4-level stage 1 over a 4-level stage 2
+ *   walk_c_ns:      bench/c/walk.c         benchWalk4Level's walk in C (walk4LevelShape: what it must match)
  *
  * In bench/run.ts:  import { benchWalk4Level } from "../src/hw/index.js";
  *                   walk_4level_ns: benchWalk4Level(() => performance.now())
@@ -64,19 +65,40 @@ function timeLoop(engine: PageTableEngine, samples: Float64Array, now: Clock, ro
 }
 
 /**
- * ns per translation of a random mapped 4 KiB page with no cache in front: a VT-d second-stage
- * 4-level table holding 1 GiB of 4 KiB leaves in 512 chunks of 2 MiB spread over 8 TiB (16
- * top-level entries, almost every chunk its own level-3 and level-2 table), 4 entry reads a walk. Median of `rounds` rounds of 512 Ki walks.
+ * The table benchWalk4Level walks: a VT-d second-stage 4-level table holding 1 GiB of 4 KiB leaves
+ * in 512 chunks of 2 MiB spread over 8 TiB (16 top-level entries, almost every chunk its own
+ * level-3 and level-2 table), all mapping the same 512 data pages; and the samples.
  */
-export function benchWalk4Level(now: Clock, rounds = 9): number {
+function setup4Level(): { eng: PageTableEngine; samples: Float64Array } {
   const mem = new HwMemory(new PhysMem());
   const eng = new PageTableEngine(mem, vtdSecondStage({ addressWidth: 48 }));
   const { bases, samples } = layout(512, 0x5eed);
   const data = mem.phys.allocRun(CHUNK + 1) + 1; // not 2 MiB aligned: 4 KiB leaves only
   for (const b of bases) eng.map(b, data, CHUNK, PT_READ | PT_WRITE);
+  return { eng, samples };
+}
+
+/**
+ * ns per translation of a random mapped 4 KiB page with no cache in front (setup4Level's table, 4
+ * entry reads a walk). Median of `rounds` rounds of 512 Ki walks.
+ */
+export function benchWalk4Level(now: Clock, rounds = 9): number {
+  const { eng, samples } = setup4Level();
   for (let i = 0; i < SAMPLES; i++) if (eng.translate(samples[i], ACC_READ) < 0) throw new Error("bench: unmapped sample");
   timeLoop(eng, samples, now, 2); // warm up
   return timeLoop(eng, samples, now, rounds);
+}
+
+/**
+ * What bench/c/walk.c must reproduce to measure the same walk: the sum of the output page numbers
+ * of one pass over benchWalk4Level's samples (same samples, same table contents) and the number of
+ * page-table frames (same table shape).
+ */
+export function walk4LevelShape(): { checksum: number; tables: number } {
+  const { eng, samples } = setup4Level();
+  let checksum = 0;
+  for (let i = 0; i < SAMPLES; i++) checksum += eng.translate(samples[i], ACC_READ);
+  return { checksum, tables: eng.tablePages };
 }
 
 /**

@@ -25,6 +25,9 @@ export const PAGE_SIZE = 4096;
 /** The first pfn handed out (16 MiB), so that pfn 0 never appears. */
 const FIRST_PFN = 0x1000;
 
+/** The pfn of entry 0 of PhysMem.frameViews(). */
+export const FRAME_VIEW_BASE = FIRST_PFN;
+
 export class PhysMem {
   private next = FIRST_PFN;
   /**
@@ -188,6 +191,16 @@ export class PhysMem {
       if (v !== undefined) return v;
     }
     return this.makeView(pfn, true) as Uint32Array;
+  }
+
+  /**
+   * The table behind frameU32 / peekFrameU32, for hardware walkers' hot paths: entry
+   * pfn - FRAME_VIEW_BASE is frame pfn's view when one was made, else undefined (or beyond the
+   * array's end): then ask peekFrameU32, as the frame may still have contents. The array is grown
+   * in place and never replaced, so a caller may keep it; it must only read it.
+   */
+  frameViews(): readonly (Uint32Array | undefined)[] {
+    return this.views;
   }
 
   /** Like frameU32 but never materializes: undefined for a frame that reads as zeros. */

@@ -10,6 +10,9 @@ import { PhysMem } from "../../src/mm/phys.js";
 import { HwMemory, WindowFrameStore } from "../../src/hw/memory.js";
 import { PageTableEngine } from "../../src/hw/pagetable/engine.js";
 import {
+  ACC_READ,
+  ACC_WRITE,
+  FAULT_TRANSLATION,
   PT_ACCESSED,
   PT_READ,
   PT_WRITE,
@@ -19,7 +22,7 @@ import {
   vtdSecondStage,
   type PageTableFormat,
 } from "../../src/hw/pagetable/format.js";
-import { newEngine, poke } from "./helpers.js";
+import { PAGE, newEngine, poke } from "./helpers.js";
 
 const FORMATS: PageTableFormat[] = [vtdSecondStage(), vtdSecondStage({ addressWidth: 57 }), vtdFirstStage(), armStage1(), armStage2({ inputBits: 40 }), armStage1({ granule: 16384 })];
 
@@ -91,4 +94,73 @@ test("nested translate agrees with walk on random stage-1 descriptors and stage-
     ),
     { numRuns: 150 },
   );
+});
+
+// ---- the lean single-stage walk's limits: each case must give walk()'s answer ---------------------
+
+test("a table address at or above 2^43 is read as itself, never as the table its low 31 bits name", () => {
+  for (const fmt of [vtdSecondStage(), vtdFirstStage(), armStage1()]) {
+    const { mem, eng } = newEngine(fmt);
+    eng.map(0x12345, 0x4000, 1, PT_READ | PT_WRITE | PT_ACCESSED);
+    assert.equal(eng.translate(0x12345, ACC_READ), 0x4000);
+    const top = eng.walk(0x12345).steps[0];
+    // Address bit 43 (pfn + 2^31) and bit 44 (pfn + 2^32, which wraps to the same pfn in int32),
+    // within each format's address field (Arm's ends at bit 47).
+    for (const extra of [1 << 11, 1 << 12]) {
+      poke(mem, top, top.hi | extra, top.lo);
+      const w = eng.walk(0x12345, ACC_READ);
+      assert.equal(w.fault, FAULT_TRANSLATION, `${fmt.name}: the frame beyond is not there`);
+      same(eng, 0x12345, ACC_READ);
+      poke(mem, top, top.hi, top.lo);
+      assert.equal(eng.translate(0x12345, ACC_READ), 0x4000);
+    }
+  }
+});
+
+test("a walker whose root is beyond 2^32 reads that root, not the frame its low 32 bits name", () => {
+  const { mem, eng } = newEngine(vtdSecondStage());
+  eng.map(0x777, 0x4000, 1, PT_READ);
+  const far = new PageTableEngine(mem, vtdSecondStage(), { root: eng.root + 2 ** 32 });
+  assert.equal(far.translate(0x777, ACC_READ), -1);
+  assert.equal(far.fault, FAULT_TRANSLATION);
+  same(far, 0x777, ACC_READ);
+});
+
+test("tables whose frames were written as bytes (no cached frame view) translate like any other", () => {
+  for (const fmt of [vtdSecondStage(), armStage2({ inputBits: 40 })]) {
+    const { mem, eng } = newEngine(fmt);
+    eng.map(0x40000, 0x9000, 0x400, PT_READ | PT_WRITE | PT_ACCESSED);
+    // A copy of the root table made with copyRun (contents, no views) and one written with write().
+    const n = fmt.levels[0].frames;
+    const copied = mem.phys.allocRun(n, n);
+    mem.phys.ref(copied, n);
+    mem.phys.copyRun(copied, eng.root, n);
+    const written = mem.phys.allocRun(n, n);
+    mem.phys.ref(written, n);
+    mem.phys.write(written * PAGE, mem.phys.read(eng.root * PAGE, n * PAGE));
+    for (const root of [copied, written]) {
+      const w = new PageTableEngine(mem, fmt, { root });
+      for (const v of [0x40000, 0x40001, 0x403ff, 0x40400]) {
+        for (let k = 0; k < 2; k++) {
+          // the first walk finds no view; the second walks the view the first one made
+          assert.equal(w.translate(v, ACC_READ), eng.translate(v, ACC_READ), `${fmt.name} root ${root} vpn ${v}`);
+          same(w, v, ACC_READ);
+        }
+      }
+    }
+  }
+});
+
+test("high input pages (IOVAs near the top of the address width) translate as walk() says", () => {
+  for (const fmt of [vtdSecondStage(), vtdSecondStage({ addressWidth: 57 }), vtdFirstStage({ levels: 5 }), armStage1(), armStage1({ granule: 16384 })]) {
+    const { eng } = newEngine(fmt);
+    const g = eng.granulePages;
+    const top = eng.inputPages - 0x400;
+    eng.map(top, 0x10000, 0x200, PT_READ | PT_WRITE | PT_ACCESSED);
+    eng.map(top + 0x200, 0x1234 * g, 0x200, PT_READ | PT_ACCESSED);
+    for (const v of [top, top + g, top + 0x1ff, top + 0x200, top + 0x3ff - (g - 1), eng.inputPages - 1, 0x7fffffff - (0x7fffffff % g)]) {
+      for (const a of [ACC_READ, ACC_WRITE]) same(eng, v - (v % g), a);
+    }
+    assert.equal(eng.translate(top + g, ACC_READ), 0x10000 + g);
+  }
 });

@@ -137,6 +137,32 @@ test("a nested translation's leaf size is the smaller of the two stages' leaves"
   assert.equal(s1b.leafPages, 0x200, "both stages 2 MiB");
 });
 
+test("a nested translation's permissions and leaf size stay its own when stage 2 translates something else afterwards", () => {
+  const mem = new HwMemory(new PhysMem());
+  const host = mem.phys.allocRun(0x800, 0x200);
+  const s2 = new PageTableEngine(mem, vtdSecondStage());
+  s2.map(GBASE, host, 0x1ff, RW); // the tables' pages: 4 KiB leaves (not a whole 2 MiB)
+  s2.map(GBASE + 0x1ff, host + 0x1ff, 1, RW);
+  s2.map(GBASE + 0x200, host + 0x200, 0x200, PT_READ | PT_ACCESSED); // read-only
+  s2.map(GBASE + 0x400, host + 0x400, 0x200, RW); // a 2 MiB leaf
+  const s1 = new PageTableEngine(new WindowFrameStore(mem, GBASE, host, 0x800), vtdFirstStage());
+  s1.setStage2(s2);
+  s1.map(0x1000, GBASE + 0x200, 0x200, RW); // 2 MiB at stage 1 over read-only 2 MiB at stage 2
+  assert.equal(s1.translate(0x1005, ACC_READ), host + 0x205);
+  const perms = s1.perms;
+  const pages = s1.leafPages;
+  assert.equal(perms & ACC_WRITE, 0, "stage 2 is read-only there");
+  assert.equal(pages, 0x200);
+  // Stage 2 now translates a writable 4 KiB page: the nested result must not change.
+  assert.equal(s2.translate(GBASE + 0x10, ACC_WRITE), host + 0x10);
+  assert.equal(s2.leafPages, 1);
+  assert.equal(s1.perms, perms);
+  assert.equal(s1.leafPages, pages);
+  // And the same through walk(), which computes both eagerly.
+  const w = s1.walk(0x1005, ACC_READ);
+  assert.deepEqual([w.perms, w.leafPages], [perms, pages]);
+});
+
 test("a nested walk for display changes neither stage", () => {
   const { mem, s1, s2 } = machine(vtdFirstStage(), vtdSecondStage(), { hwAccessed: true, hwDirty: true });
   s1.map(0x10, GBASE + 0x300, 1, PT_READ | PT_WRITE);

@@ -13,11 +13,11 @@
  * precomputed in the constructor, so one compiled loop serves every format.
  */
 import { assert, fail } from "../../errno.js";
-import type { FrameStore } from "../memory.js";
+import { FRAME_VIEW_BASE } from "../../mm/phys.js";
+import { HwMemory, type FrameStore } from "../memory.js";
 import {
   ACC_READ,
   ACC_WRITE,
-  PERM_ALL,
   FAULT_ACCESS_FLAG,
   FAULT_ADDRESS_SIZE,
   FAULT_NONE,
@@ -33,6 +33,16 @@ import {
 } from "./format.js";
 
 const TWO20 = 1048576;
+/** FRAME_VIEW_BASE as a constant of this module (an imported binding is a load in compiled code). */
+const VIEW_BASE = 0x1000;
+assert(VIEW_BASE === FRAME_VIEW_BASE, "PhysMem's view table starts at pfn 0x1000");
+
+/** The view table of a FrameStore that has none (an array of objects, as PhysMem's, but empty). */
+const NO_VIEWS: readonly (Uint32Array | undefined)[] = (() => {
+  const a: (Uint32Array | undefined)[] = [undefined];
+  a.pop();
+  return a;
+})();
 
 export interface EngineOptions {
   /** The hardware sets accessed flags (VT-d SSADE, Arm HA). Default: the format's (x86 paging: on). */
@@ -108,16 +118,20 @@ export class PageTableEngine {
   faultGpn = -1;
   /**
    * What the last successful translation found, from which perms / leafPages / leafLevel are
-   * computed on demand: the leaf level's index, the tables' bad bits and the leaf's words, and
-   * stage 2's leaf size and permissions when nested (0 and PERM_ALL otherwise).
+   * computed on demand: the leaf level's shift in pages, the tables' bad bits and the leaf's
+   * words; when nested (s2Found = 1), the same of stage 2's translation of the output.
    */
-  private leafIdx = 0;
+  private leafShift = 0;
   private pT0 = 0;
   private pT1 = 0;
   private pL0 = 0;
   private pL1 = 0;
-  private s2Pages = 0;
-  private s2Perms = PERM_ALL;
+  private s2Found = 0;
+  private s2Shift = 0;
+  private s2T0 = 0;
+  private s2T1 = 0;
+  private s2L0 = 0;
+  private s2L1 = 0;
 
   private s2: PageTableEngine | null = null;
   declare private hwA: boolean;
@@ -133,6 +147,8 @@ export class PageTableEngine {
   declare private readonly leafTypeLo: Int32Array;
   declare private readonly leafTypeHi: Int32Array;
   declare private readonly leafAddrLo: Int32Array;
+  /** At a leaf level: its pages - 1 (the input page's offset bits in a leaf there), else 0. */
+  declare private readonly leafOffMask: Int32Array;
   declare private readonly levelNumber: Int32Array;
   declare private readonly validLo: number;
   declare private readonly typeMask: number;
@@ -154,6 +170,50 @@ export class PageTableEngine {
   /** Index shift of the top level in 4 KiB pages, and index bits per level below it. */
   declare private readonly shift0: number;
   declare private readonly bpl: number;
+  /**
+   * translate's lean path: what one top-level entry spans (2^shift0 pages, and its inverse) and
+   * the index mask of the levels below the top. `lean` (1 or 0): that span is below 2^31 pages, so
+   * the input page's offset in it is an int32 every lower level indexes with a shift; table
+   * entries have grant bits only in lo and deny bits only in hi, and leaves grant bits only in lo
+   * (true of every format here); the root is below 2^30; the tables are in host memory (views).
+   */
+  declare private readonly lean: number;
+  /** lean, and not nested: translate takes the lean path. */
+  private leanNow = 0;
+  /** Entries of the top-level table (its index is below this for every input page in range). */
+  declare private readonly topEntries: number;
+  declare private readonly pages0: number;
+  declare private readonly scale0: number;
+  declare private readonly lowMask: number;
+  /** Address bits of an entry's hi word that make a table page number beyond int32 (2^43 and up). */
+  declare private readonly addrHiWide: number;
+  /**
+   * For each access (ACC_* bits) at 8*access, the bits deciding it: table grant bits (lo), table
+   * deny bits (hi), leaf grant bits in lo, leaf deny bits in lo, leaf deny bits in hi (lean
+   * formats have no others).
+   */
+  private readonly leanAcc = new Int32Array(128);
+  /** leanAcc's masks for the access the lean path saw last (fields load faster than elements). */
+  private accNow = -1;
+  private accT = 0;
+  private accTH = 0;
+  private accLG = 0;
+  private accLD = 0;
+  private accLDH = 0;
+  /** 1 when accTH, accLD or accLDH is set (deny bits decide this access), else 0. */
+  private accRare = 0;
+  /** Bit sh set: the level of shift sh (in pages) may hold leaves; and the last level's shift. */
+  private leafShifts = 0;
+  declare private readonly lastShift: number;
+  /** Level index by shift in pages (the lean path tracks the shift, not the level), and back. */
+  declare private readonly levelOfShift: Int8Array;
+  declare private readonly shiftOf: Int8Array;
+  /** The leaf bits that send the lean path to translateWide: AF that faults or is set by the hardware. */
+  private aLeafSlow = 0;
+  /** ACC_WRITE when the hardware makes leaves dirty (a write then takes translateWide), else 0. */
+  private writeSlow = 0;
+  /** 1 when any of aTableHw, aLeafSlow, writeSlow is set, else 0. */
+  private hwSlow = 0;
   /** For each access (ACC_* bits) at 4*access: the table bits lo/hi and leaf bits lo/hi deciding it. */
   private readonly accMask = new Int32Array(64);
   declare private readonly gtLo: number;
@@ -185,17 +245,26 @@ export class PageTableEngine {
   private tableFrames = 0;
   declare private readonly pathTbl: Float64Array;
   declare private readonly pathIdx: Int32Array;
+  /** descend()'s result for a hole: the first input page after it. */
+  private holeEnd = 0;
   private encLo = 0;
   private encHi = 0;
   private destroyed = false;
 
   /** Where this engine's tables live (and, unless nested, where translate reads them). */
   declare readonly mem: FrameStore;
+  /**
+   * The walks' frame lookup: when mem is host memory (HwMemory), PhysMem's view table, indexed by
+   * pfn - FRAME_VIEW_BASE (a miss, undefined, falls back to mem.peekFrameU32); otherwise an empty
+   * table, so that every lookup asks mem.
+   */
+  declare private readonly views: readonly (Uint32Array | undefined)[];
 
   constructor(mem: FrameStore, format: PageTableFormat, opts: EngineOptions = {}) {
     // Fields are `declare`d and assigned here (not defined as undefined first), so that V8 keeps
     // each in its one representation (small integer, double, typed array) on the hot paths.
     this.mem = mem;
+    this.views = mem instanceof HwMemory ? mem.phys.frameViews() : NO_VIEWS;
     this.format = format;
     const L = format.levels;
     const n = L.length;
@@ -203,7 +272,7 @@ export class PageTableEngine {
     this.hwA = opts.hwAccessed ?? format.hwAccessedDefault;
     this.hwD = opts.hwDirty ?? format.hwDirtyDefault;
     this.useDbm = (opts.dbm ?? false) && (format.dbm.lo | format.dbm.hi) !== 0;
-    this.granulePages = 2 ** (format.granuleShift - 12);
+    this.granulePages = (2 ** (format.granuleShift - 12)) | 0;
     this.inputPages = 2 ** (format.inputBits - 12);
     this.outputPages = 2 ** (format.outputBits - 12);
     this.scale = new Float64Array(n);
@@ -215,6 +284,7 @@ export class PageTableEngine {
     this.leafTypeLo = new Int32Array(n);
     this.leafTypeHi = new Int32Array(n);
     this.leafAddrLo = new Int32Array(n);
+    this.leafOffMask = new Int32Array(n);
     this.levelNumber = new Int32Array(n);
     for (let l = 0; l < n; l++) {
       const d = L[l];
@@ -229,17 +299,31 @@ export class PageTableEngine {
       this.leafTypeHi[l] = t.hi;
       this.levelNumber[l] = d.number;
       this.leafAddrLo[l] = d.leaf ? ((0xffffffff << d.shift) & 0xfffff000) | 0 : 0;
+      this.leafOffMask[l] = d.leaf ? 2 ** (d.shift - 12) - 1 : 0;
+      if (d.leaf && d.shift - 12 < 31) this.leafShifts |= 1 << (d.shift - 12);
     }
     this.shift0 = L[0].shift - 12;
     this.bpl = n > 1 ? L[0].shift - L[1].shift : 0;
-    for (let l = 1; l < n; l++) assert(L[l - 1].shift - L[l].shift === this.bpl, "levels below the top resolve the same bits");
+    for (let l = 1; l < n; l++) assert(L[l - 1].shift - L[l].shift === this.bpl && L[l].bits === this.bpl, "levels below the top resolve the same bits");
+    this.pages0 = 2 ** this.shift0;
+    this.topEntries = 2 ** L[0].bits;
+    this.scale0 = 2 ** -this.shift0;
+    this.lowMask = (2 ** this.bpl - 1) | 0; // | 0: a small-integer field, not a double
+    this.lastShift = L[n - 1].shift - 12;
+    this.levelOfShift = new Int8Array(this.shift0 + 1);
+    this.shiftOf = new Int8Array(n);
+    for (let l = 0; l < n; l++) {
+      this.levelOfShift[L[l].shift - 12] = l;
+      this.shiftOf[l] = L[l].shift - 12;
+    }
     this.validLo = format.valid;
     this.typeMask = format.typeMask;
     this.blockType = format.blockType;
     this.pageTypeMask = format.pageTypeMask;
     this.pageType = format.pageType;
     this.addrLo = ((0xffffffff << format.granuleShift) & 0xfffff000) | 0;
-    this.addrHi = 2 ** (format.addrBits - 32) - 1;
+    this.addrHi = (2 ** (format.addrBits - 32) - 1) | 0;
+    this.addrHiWide = this.addrHi & ~0x7ff;
     this.tableLo = format.tableBits.lo;
     this.tableHi = format.tableBits.hi;
     this.attrLo = format.leafAttrs.lo;
@@ -259,7 +343,15 @@ export class PageTableEngine {
         if ((a & (1 << k)) === 0) continue;
         for (let j = 0; j < 4; j++) this.accMask[4 * a + j] |= pm[8 + 4 * k + j];
       }
+      const m = this.accMask;
+      const o = 8 * a;
+      this.leanAcc[o] = this.gtLo & m[4 * a];
+      this.leanAcc[o + 1] = this.dtHi & m[4 * a + 1];
+      this.leanAcc[o + 2] = this.glLo & m[4 * a + 2];
+      this.leanAcc[o + 3] = this.dlLo & m[4 * a + 2];
+      this.leanAcc[o + 4] = this.dlHi & m[4 * a + 3];
     }
+    const leanFormat = this.shift0 <= 30 && this.gtHi === 0 && this.dtLo === 0 && this.glHi === 0;
     this.aTable = format.accessedTable;
     this.aLeaf = format.accessedLeaf;
     this.afFault = format.accessFlagFault;
@@ -276,22 +368,29 @@ export class PageTableEngine {
     this.borrowed = opts.root !== undefined;
     if (opts.root !== undefined) assert(Number.isSafeInteger(opts.root) && opts.root >= 0 && opts.root % this.frames[0] === 0, "a root is a table-aligned page number");
     this.root = opts.root ?? this.allocTable(0);
+    this.lean = leanFormat && this.root < 2 ** 30 && this.views !== NO_VIEWS ? 1 : 0;
+    this.leanNow = this.lean;
   }
 
   /** After a success: the permissions (ACC_*) of the translation (intersected with stage 2's). */
   get perms(): number {
-    return this.permsOf(this.pT0, this.pT1, this.pL0, this.pL1) & this.s2Perms;
+    const p = this.permsOf(this.pT0, this.pT1, this.pL0, this.pL1);
+    const s2 = this.s2;
+    return this.s2Found === 0 || s2 === null ? p : p & s2.permsOf(this.s2T0, this.s2T1, this.s2L0, this.s2L1);
   }
 
   /** After a success: the leaf's size in pages (the smaller of both stages' when nested). */
   get leafPages(): number {
-    const p = this.pagesPer[this.leafIdx];
-    return this.s2Pages !== 0 && this.s2Pages < p ? this.s2Pages : p;
+    const p = this.pagesPer[this.levelOfShift[this.leafShift]];
+    const s2 = this.s2;
+    if (this.s2Found === 0 || s2 === null) return p;
+    const q = s2.pagesPer[s2.levelOfShift[this.s2Shift]];
+    return q < p ? q : p;
   }
 
   /** After a success: the format's number of the leaf's level. */
   get leafLevel(): number {
-    return this.levelNumber[this.leafIdx];
+    return this.levelNumber[this.levelOfShift[this.leafShift]];
   }
 
   /** Frames held by this engine's tables. */
@@ -307,6 +406,9 @@ export class PageTableEngine {
     this.aTableHw = accessed ? this.aTable : 0;
     this.aLeafHw = accessed ? this.aLeaf : 0;
     this.aLeafFault = this.afFault && !accessed ? this.aLeaf : 0;
+    this.aLeafSlow = this.aLeafHw | this.aLeafFault;
+    this.writeSlow = dirty ? ACC_WRITE : 0;
+    this.hwSlow = (this.aTableHw | this.aLeafSlow | this.writeSlow) !== 0 ? 1 : 0;
   }
 
   /**
@@ -316,8 +418,8 @@ export class PageTableEngine {
   setStage2(s2: PageTableEngine | null): void {
     assert(s2 !== this, "an engine cannot nest under itself");
     this.s2 = s2;
-    this.s2Pages = 0;
-    this.s2Perms = PERM_ALL;
+    this.s2Found = 0;
+    this.leanNow = s2 === null ? this.lean : 0;
   }
 
   // ---- translation: the hardware walk ---------------------------------------------------------
@@ -327,22 +429,111 @@ export class PageTableEngine {
    * returns the output page number, or -1 with `fault` / `faultLevel` / `faultStage` telling why.
    * Sets accessed and dirty state when the hardware would. Allocates nothing.
    *
-   * This is the fast path (one stage); nested engines and walk() take translateGeneric, which does
-   * the same checks in the same order (the model tests hold the two to the same answers).
+   * Three paths give the same answers (the differential tests hold them to walk()'s): the lean
+   * path below (one stage, the common case), translateWide (one stage, every case) and
+   * translateNested (the common nested case); walk() and every unusual case take translateGeneric.
    */
   translate(vpn: number, access: number): number {
+    if (this.leanNow === 0) return this.translateOther(vpn, access);
+    // The lean path: the common case only, in as few instructions as possible, so that the CPU
+    // overlaps the memory reads of consecutive walks (constants are read from fields where they
+    // are used: a load costs less than a spilled local). Anything else (a frame without a view,
+    // an entry not present or of a bad type, a table whose accessed flag the hardware must set, a
+    // permission fault, a leaf update) is redone by translateWide, which makes every check and
+    // update in order.
+    //
+    // The top level's index, and the input page's offset in what its entry spans (an int32), from
+    // which each lower level's index is a shift (sh, the level's shift in pages) and a mask.
+    const top = Math.floor(vpn * this.scale0);
+    // (The input-size check: top is the top-level index, below topEntries for vpn < inputPages.)
+    if (!(vpn >= 0 && top < this.topEntries)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    const rest = (vpn - top * this.pages0) | 0;
+    let idx = top | 0;
+    let sh = this.shift0;
+    // Table page numbers are int32 here: the root is below 2^30 (see lean), and a table address
+    // at or above 2^43 (hi & addrHiWide) does not fit: the loop may then read a wrong frame (it
+    // writes nothing), and the check after it sends the walk to translateWide.
+    let tbl = this.root;
+    // The AND of the table entries' lo words and the OR of their hi words (grant bits must be set
+    // in all, deny bits clear in all).
+    let andLo = -1;
+    let orHi = 0;
+    let f: Uint32Array;
+    let w: number;
+    let lo: number;
+    let hi: number;
+    for (;;) {
+      const vi = (tbl + (idx >>> 9) - VIEW_BASE) | 0;
+      const views = this.views;
+      const g = vi >>> 0 < views.length ? views[vi] : undefined;
+      if (g === undefined) return this.translateWide(vpn, access);
+      f = g;
+      w = (idx & 511) << 1;
+      lo = f[w] | 0;
+      if ((lo & this.validLo) === 0) return this.translateWide(vpn, access);
+      hi = f[w + 1] | 0;
+      if (sh === this.lastShift || (lo & this.typeMask) === this.blockType) break;
+      andLo &= lo;
+      orHi |= hi;
+      tbl = ((lo & this.addrLo) >>> 12) | ((hi & this.addrHi) << 20);
+      sh = (sh - this.bpl) | 0;
+      idx = (rest >>> sh) & this.lowMask;
+    }
+    if (access !== this.accNow) this.leanAccess(access);
+    if (
+      (sh === this.lastShift ? (lo & this.pageTypeMask) !== this.pageType : ((this.leafShifts >>> sh) & 1) === 0) ||
+      ((~andLo & this.accT) | (~lo & this.accLG)) !== 0 ||
+      (this.accRare !== 0 && ((orHi & this.accTH) | (lo & this.accLD) | (hi & this.accLDH)) !== 0) ||
+      (orHi & this.addrHiWide) !== 0 ||
+      (this.hwSlow !== 0 && ((andLo & this.aTableHw) !== this.aTableHw || (lo & this.aLeafSlow) !== this.aLeafSlow || (access & this.writeSlow) !== 0))
+    ) {
+      return this.translateWide(vpn, access);
+    }
+    this.fault = 0; // FAULT_NONE
+    this.leafShift = sh;
+    // The tables' bad bits as permsOf takes them (its masks pick the grant bits of ~andLo and the
+    // deny bits of orHi).
+    this.pT0 = ~andLo;
+    this.pT1 = orHi;
+    this.pL0 = lo;
+    this.pL1 = hi;
+    // The leaf maps 2^sh pages: its address bits above them, the input page's below.
+    const off = (1 << sh) - 1;
+    return (((lo >>> 12) & ~off) | (rest & off)) + (hi & this.addrHi) * TWO20;
+  }
+
+  /** Load leanAcc's masks for access into the acc* fields. */
+  private leanAccess(access: number): void {
+    const m = this.leanAcc;
+    const k = (access & 15) << 3;
+    this.accT = m[k];
+    this.accTH = m[k + 1];
+    this.accLG = m[k + 2];
+    this.accLD = m[k + 3];
+    this.accLDH = m[k + 4];
+    this.accRare = (this.accTH | this.accLD | this.accLDH) !== 0 ? 1 : 0;
+    this.accNow = access;
+  }
+
+  /** translate when the lean path is not for this engine: nested, or not lean (see lean). */
+  private translateOther(vpn: number, access: number): number {
     if (this.s2 !== null) return this.translateNested(vpn, access);
     if (!(vpn >= 0 && vpn < this.inputPages)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
-    const mem = this.mem;
+    return this.translateWide(vpn, access);
+  }
+
+  /**
+   * translate, every check and update in order, each level's index from the input page itself
+   * (so also for formats whose top-level entries span 2^31 pages or more: 5-level VT-d, Arm 16 KiB
+   * granule).
+   */
+  private translateWide(vpn: number, access: number): number {
     const last = this.last;
-    // Input pages below 2^31 (IOVAs below 8 TiB) index with integer shifts: the shift of level l
-    // is shift0 - bpl*l (in 4 KiB pages); above, with a double's division.
     const small = vpn <= 0x7fffffff;
     const shift0 = this.shift0;
     const bpl = this.bpl;
     const idxMask = this.idxMask;
     let tbl = this.root;
-    // "Bad" bits of the tables passed: grant bits that are clear, deny bits that are set.
     let tLo = 0;
     let tHi = 0;
     let l = 0;
@@ -353,7 +544,7 @@ export class PageTableEngine {
     for (; ; l++) {
       const sh = shift0 - bpl * l;
       const idx = (small ? (sh < 31 ? vpn >>> sh : 0) : Math.floor(vpn * this.scale[l])) & idxMask[l];
-      const g = mem.peekFrameU32(tbl + (idx >>> 9));
+      const g = this.frameOf(tbl + (idx >>> 9));
       if (g === undefined) return this.setFault(FAULT_TRANSLATION, l);
       f = g;
       w = (idx & 511) << 1;
@@ -366,7 +557,17 @@ export class PageTableEngine {
       if ((lo & this.aTableHw) !== this.aTableHw) f[w] = lo | this.aTableHw;
       tbl = ((lo & this.addrLo) >>> 12) + (hi & this.addrHi) * TWO20;
     }
-    if (l === last ? (lo & this.pageTypeMask) !== this.pageType : this.leafOk[l] === 0) return this.leafFault(l);
+    // The offset in the leaf only needs the input page's low 31 bits (leaves are at most 2^18 pages).
+    return this.finishLeaf(vpn, access, l, f, w, lo, hi, tLo, tHi, small ? vpn : vpn % 2147483648);
+  }
+
+  /**
+   * The end of a one-stage walk that reached the entry (lo, hi) at f[w] on level l: the leaf
+   * checks, the permission check, the hardware's updates, the results. `low` is the input page's
+   * low bits (at least those inside the leaf).
+   */
+  private finishLeaf(vpn: number, access: number, l: number, f: Uint32Array, w: number, lo: number, hi: number, tLo: number, tHi: number, low: number): number {
+    if (l === this.last ? (lo & this.pageTypeMask) !== this.pageType : this.leafOk[l] === 0) return this.leafFault(l);
     // The leaf's own bad bits, then the access: a bad bit in the masks of what it asks is a no.
     const lLo = (this.glLo & ~lo) | (this.dlLo & lo);
     const lHi = (this.glHi & ~hi) | (this.dlHi & hi);
@@ -377,13 +578,20 @@ export class PageTableEngine {
     }
     if ((lo & this.aLeafHw) !== this.aLeafHw || ((access & ACC_WRITE) !== 0 && this.hwD)) this.updateLeaf(f, w, access);
     this.fault = FAULT_NONE;
-    this.leafIdx = l;
+    this.leafShift = this.shiftOf[l];
     this.pT0 = tLo;
     this.pT1 = tHi;
     this.pL0 = lo;
     this.pL1 = hi;
-    const pages = this.pagesPer[l];
-    return ((lo & this.leafAddrLo[l]) >>> 12) + (hi & this.addrHi) * TWO20 + (vpn & (pages - 1));
+    return ((lo & this.leafAddrLo[l]) >>> 12) + (hi & this.addrHi) * TWO20 + (low & this.leafOffMask[l]);
+  }
+
+  /** The frame at pfn of the memory this engine walks (see views), or undefined when it reads as zeros. */
+  private frameOf(pfn: number): Uint32Array | undefined {
+    const views = this.views;
+    const vi = pfn - VIEW_BASE;
+    const g = vi >= 0 && vi < views.length ? views[vi] : undefined;
+    return g !== undefined ? g : this.mem.peekFrameU32(pfn);
   }
 
   /**
@@ -394,7 +602,6 @@ export class PageTableEngine {
   private translateNested(vpn: number, access: number): number {
     const s2 = this.s2 as PageTableEngine;
     if (!(vpn >= 0 && vpn < this.inputPages)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
-    const mem = s2.mem;
     const last = this.last;
     const small = vpn <= 0x7fffffff;
     let tbl = this.root;
@@ -407,7 +614,7 @@ export class PageTableEngine {
       const sh = this.shift0 - this.bpl * l;
       const idx = (small ? (sh < 31 ? vpn >>> sh : 0) : Math.floor(vpn * this.scale[l])) & this.idxMask[l];
       const hp = s2.translate(tbl + (idx >>> 9), ACC_READ);
-      const f = hp < 0 ? undefined : mem.peekFrameU32(hp);
+      const f = hp < 0 ? undefined : s2.frameOf(hp);
       if (f === undefined) return this.translateGeneric(vpn, access, null, true);
       const w = (idx & 511) << 1;
       lo = f[w];
@@ -436,13 +643,12 @@ export class PageTableEngine {
     const out = s2.translate(((lo & this.leafAddrLo[l]) >>> 12) + (hi & this.addrHi) * TWO20 + (vpn & (pages - 1)), access);
     if (out < 0) return this.translateGeneric(vpn, access, null, true);
     this.fault = FAULT_NONE;
-    this.leafIdx = l;
+    this.leafShift = this.shiftOf[l];
     this.pT0 = tLo;
     this.pT1 = tHi;
     this.pL0 = lo;
     this.pL1 = hi;
-    this.s2Pages = s2.leafPages;
-    this.s2Perms = s2.perms;
+    this.keepStage2(s2);
     return out;
   }
 
@@ -544,25 +750,32 @@ export class PageTableEngine {
       }
       const pages = this.pagesPer[l];
       let ppn = ((lo & this.leafAddrLo[l]) >>> 12) + (hi & this.addrHi) * TWO20 + (vpn & (pages - 1));
-      let s2Pages = 0;
-      let s2Perms = PERM_ALL;
       if (s2 !== null) {
         const out = s2.stage2(ppn, access, update);
         if (out < 0) return this.stage2Fault(ppn);
-        s2Perms = s2.perms;
-        s2Pages = s2.leafPages;
+        this.keepStage2(s2);
         ppn = out;
+      } else {
+        this.s2Found = 0;
       }
       this.fault = FAULT_NONE;
-      this.leafIdx = l;
-      this.s2Pages = s2Pages;
-      this.s2Perms = s2Perms;
+      this.leafShift = this.shiftOf[l];
       this.pT0 = tLo;
       this.pT1 = tHi;
       this.pL0 = lo;
       this.pL1 = hi;
       return ppn;
     }
+  }
+
+  /** Keep what stage 2's last translation (of this walk's output) found, for perms and leafPages. */
+  private keepStage2(s2: PageTableEngine): void {
+    this.s2Found = 1;
+    this.s2Shift = s2.leafShift;
+    this.s2T0 = s2.pT0;
+    this.s2T1 = s2.pT1;
+    this.s2L0 = s2.pL0;
+    this.s2L1 = s2.pL1;
   }
 
   /** This engine as the second stage of another: translate, with or without hardware updates. */
@@ -730,62 +943,84 @@ export class PageTableEngine {
     let v = vpn;
     let total = 0;
     while (v < end) {
-      let tbl = this.root;
-      for (let l = 0; ; l++) {
-        const idx = Math.floor(v * this.scale[l]) & this.idxMask[l];
-        this.pathTbl[l] = tbl;
-        this.pathIdx[l] = idx;
+      const l = this.descend(v, end, true);
+      if (l < 0) {
+        v = this.holeEnd;
+        continue;
+      }
+      const tbl = this.pathTbl[l];
+      const idx = this.pathIdx[l];
+      const size = this.pagesPer[l];
+      const n = this.entries[l];
+      if (idx === 0 && l === this.last && l > 0 && end - v >= n * size) {
+        // The range covers this whole last-level table: free it without clearing its entries.
+        const c = this.live.get(tbl) as number;
+        total += c * size;
+        v += n * size;
+        this.release(l, c);
+        continue;
+      }
+      // Clear the run of whole leaves (skipping holes) this table holds in the range.
+      const validLo = this.validLo;
+      let g = mem.frameU32(tbl + (idx >>> 9));
+      let i = idx;
+      let cleared = 0;
+      while (i < n && end - v >= size) {
+        if ((i & 511) === 0 && i !== idx) g = mem.frameU32(tbl + (i >>> 9));
+        const x = (i & 511) << 1;
+        const e = g[x];
+        if ((e & validLo) !== 0) {
+          if (l !== this.last && (e & this.typeMask) !== this.blockType) break;
+          g[x] = 0;
+          g[x + 1] = 0;
+          cleared++;
+        }
+        i++;
+        v += size;
+      }
+      total += cleared * size;
+      if (cleared > 0) this.release(l, cleared);
+    }
+    return total;
+  }
+
+  /**
+   * The descent unmap and readAndClearDirty share: from the root towards input page v through
+   * table entries to the first entry that is not a table, recording the tables passed and the
+   * entries' indexes in pathTbl / pathIdx. With `cut` (unmap), a large leaf that [v, end) covers
+   * only in part is split first and the descent goes on in the new table. Returns the level of
+   * the leaf reached, or -1 for a hole: `holeEnd` is then the first input page after the hole
+   * (at most end).
+   */
+  private descend(v: number, end: number, cut: boolean): number {
+    const mem = this.mem;
+    let tbl = this.root;
+    for (let l = 0; ; l++) {
+      const idx = Math.floor(v * this.scale[l]) & this.idxMask[l];
+      this.pathTbl[l] = tbl;
+      this.pathIdx[l] = idx;
+      const f = mem.frameU32(tbl + (idx >>> 9));
+      const w = (idx & 511) << 1;
+      const lo = f[w];
+      if ((lo & this.validLo) === 0) {
         const size = this.pagesPer[l];
-        const base = Math.floor(v / size) * size;
-        const f = mem.frameU32(tbl + (idx >>> 9));
-        const w = (idx & 511) << 1;
-        const lo = f[w];
-        if ((lo & this.validLo) === 0) {
-          v = Math.min(end, base + size);
-          break;
-        }
-        if (l !== this.last && (lo & this.typeMask) !== this.blockType) {
-          tbl = ((lo & this.addrLo) >>> 12) + (f[w + 1] & this.addrHi) * TWO20;
-          continue;
-        }
-        if (v !== base || end - v < size) {
+        this.holeEnd = Math.min(end, Math.floor(v / size) * size + size);
+        return -1;
+      }
+      if (l !== this.last && (lo & this.typeMask) !== this.blockType) {
+        tbl = ((lo & this.addrLo) >>> 12) + (f[w + 1] & this.addrHi) * TWO20;
+        continue;
+      }
+      if (cut) {
+        const size = this.pagesPer[l];
+        if (v !== Math.floor(v / size) * size || end - v < size) {
           assert(l !== this.last, "unmap: a granule cut in half");
           tbl = this.split(f, w, l);
           continue;
         }
-        const n = this.entries[l];
-        if (idx === 0 && l === this.last && l > 0 && end - v >= n * size) {
-          // The range covers this whole last-level table: free it without clearing its entries.
-          const c = this.live.get(tbl) as number;
-          total += c * size;
-          v += n * size;
-          this.release(l, c);
-          break;
-        }
-        // Clear the run of whole leaves (skipping holes) this table holds in the range.
-        const validLo = this.validLo;
-        let g = f;
-        let i = idx;
-        let cleared = 0;
-        while (i < n && end - v >= size) {
-          if ((i & 511) === 0 && i !== idx) g = mem.frameU32(tbl + (i >>> 9));
-          const x = (i & 511) << 1;
-          const e = g[x];
-          if ((e & validLo) !== 0) {
-            if (l !== this.last && (e & this.typeMask) !== this.blockType) break;
-            g[x] = 0;
-            g[x + 1] = 0;
-            cleared++;
-          }
-          i++;
-          v += size;
-        }
-        total += cleared * size;
-        if (cleared > 0) this.release(l, cleared);
-        break;
       }
+      return l;
     }
-    return total;
   }
 
   /** Replace the large leaf at (f, w), level l, by a table of leaves one level down; returns it. */
@@ -854,50 +1089,40 @@ export class PageTableEngine {
     let v = vpn;
     let total = 0;
     while (v < end) {
-      let tbl = this.root;
-      for (let l = 0; ; l++) {
-        const idx = Math.floor(v * this.scale[l]) & this.idxMask[l];
-        const size = this.pagesPer[l];
-        const base = Math.floor(v / size) * size;
-        const f = mem.frameU32(tbl + (idx >>> 9));
-        const w = (idx & 511) << 1;
-        const lo = f[w];
-        if ((lo & this.validLo) === 0) {
-          v = Math.min(end, base + size);
-          break;
-        }
-        if (l !== this.last && (lo & this.typeMask) !== this.blockType) {
-          tbl = ((lo & this.addrLo) >>> 12) + (f[w + 1] & this.addrHi) * TWO20;
-          continue;
-        }
-        const n = this.entries[l];
-        let g = f;
-        let i = idx;
-        let at = base;
-        while (i < n && at < end) {
-          if ((i & 511) === 0 && i !== idx) g = mem.frameU32(tbl + (i >>> 9));
-          const x = (i & 511) << 1;
-          const elo = g[x];
-          if ((elo & this.validLo) !== 0) {
-            if (l !== this.last && (elo & this.typeMask) !== this.blockType) break;
-            const ehi = g[x + 1];
-            if (this.isDirty(elo, ehi)) {
-              const s = Math.max(at, vpn);
-              const e = Math.min(at + size, end);
-              total += e - s;
-              if (record !== null) record(s, e - s);
-              if (!noClear) {
-                g[x] = (elo & ~this.dSetLo) | this.dClrLo;
-                g[x + 1] = (ehi & ~this.dSetHi) | this.dClrHi;
-              }
+      const l = this.descend(v, end, false);
+      if (l < 0) {
+        v = this.holeEnd;
+        continue;
+      }
+      const tbl = this.pathTbl[l];
+      const idx = this.pathIdx[l];
+      const size = this.pagesPer[l];
+      const n = this.entries[l];
+      let g = mem.frameU32(tbl + (idx >>> 9));
+      let i = idx;
+      let at = Math.floor(v / size) * size;
+      while (i < n && at < end) {
+        if ((i & 511) === 0 && i !== idx) g = mem.frameU32(tbl + (i >>> 9));
+        const x = (i & 511) << 1;
+        const elo = g[x];
+        if ((elo & this.validLo) !== 0) {
+          if (l !== this.last && (elo & this.typeMask) !== this.blockType) break;
+          const ehi = g[x + 1];
+          if (this.isDirty(elo, ehi)) {
+            const s = Math.max(at, vpn);
+            const e = Math.min(at + size, end);
+            total += e - s;
+            if (record !== null) record(s, e - s);
+            if (!noClear) {
+              g[x] = (elo & ~this.dSetLo) | this.dClrLo;
+              g[x + 1] = (ehi & ~this.dSetHi) | this.dClrHi;
             }
           }
-          i++;
-          at += size;
         }
-        v = Math.max(v, at);
-        break;
+        i++;
+        at += size;
       }
+      v = Math.max(v, at);
     }
     return total;
   }

@@ -1,0 +1,225 @@
+/*
+ * walk_c_ns: the C counterpart of walk_4level_ns (src/hw/bench.ts benchWalk4Level), for
+ * walk_c_ratio = walk_4level_ns / walk_c_ns. Usage: walk. Prints
+ *   ns_per_walk X checksum Y tables Z
+ * where checksum is the sum of the output page numbers of one pass over the samples and tables
+ * the number of page-table frames (bench/run.ts checks both against the model's).
+ *
+ * The same miss walk over the same table:
+ *  - Format: VT-d second-stage paging, 4 levels (AW 48), 64-bit entries: R bit 0, W bit 1, X bit 2,
+ *    PS bit 7 (a leaf at levels 2 and 3; a PS entry at level 4 is a reserved-bit fault), address
+ *    bits 51:12; an entry is present iff R or W. R/W/X of every table entry on the path limit the
+ *    access, as the leaf's do. No accessed/dirty updates (SSADE off: the model's default).
+ *  - Table: 512 chunks of 2 MiB at distinct random 2 MiB-aligned IOVAs below 8 TiB, each mapped
+ *    with 512 4 KiB leaves onto the same 512 data pages (not 2 MiB aligned, so no large leaves);
+ *    tables are allocated in the model's order from the model's frame counter (root at pfn
+ *    0x1000, the data run after it, then each table as the first map that needs it).
+ *  - Accesses: the model's xorshift32 (seed 0x5eed) picks the chunks, then 65536 samples (chunk,
+ *    page); each round translates all samples 8 times for a read, 2 warm-up rounds, then the
+ *    median of 9 rounds.
+ *  - Memory: page-table pages are separate 4 KiB frames (aligned_alloc, as the model's frames are
+ *    separate 4 KiB buffers), reached by pfn through a flat frame table of pointers indexed by
+ *    pfn - 0x1000 (the model's PhysMem view table). A missing frame reads as not present. Every
+ *    walk checks the input size, each entry's present bit, the leaf level and the permissions,
+ *    and returns the output page number or -1, as the model's translate does.
+ *  - No dead code: every result is added to a sum that is printed, and the access type is read
+ *    from a volatile so the compiler cannot specialise the permission check away.
+ *
+ * Compiled by bench/run.ts with `cc -O2`.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FIRST_PFN 0x1000u
+#define CHUNK 512u
+#define CHUNKS 512u
+#define SAMPLES (1u << 16)
+#define LEVELS 4
+#define ADDR_MASK 0x000ffffffffff000ull
+#define PRESENT 3ull /* R | W */
+#define PS (1ull << 7)
+#define ACC_READ 1
+
+static uint64_t **frames;  /* frame table: frames[pfn - FIRST_PFN], NULL when never written */
+static uint32_t nframes;   /* its size */
+static uint32_t next_pfn = FIRST_PFN;
+static uint32_t table_frames;
+
+static uint32_t alloc_run(uint32_t count)
+{
+	uint32_t first = next_pfn;
+	next_pfn += count;
+	if (next_pfn - FIRST_PFN > nframes) {
+		uint32_t n = nframes ? nframes : 1024;
+		while (n < next_pfn - FIRST_PFN)
+			n *= 2;
+		frames = realloc(frames, n * sizeof(*frames));
+		if (!frames)
+			abort();
+		memset(frames + nframes, 0, (n - nframes) * sizeof(*frames));
+		nframes = n;
+	}
+	return first;
+}
+
+static uint32_t alloc_table(void)
+{
+	uint32_t pfn = alloc_run(1);
+	uint64_t *f = aligned_alloc(4096, 4096);
+	if (!f)
+		abort();
+	memset(f, 0, 4096);
+	frames[pfn - FIRST_PFN] = f;
+	table_frames++;
+	return pfn;
+}
+
+static inline uint64_t *frame(uint64_t pfn)
+{
+	uint64_t i = pfn - FIRST_PFN; /* wraps to a huge value below FIRST_PFN */
+	return i < nframes ? frames[i] : NULL;
+}
+
+static uint32_t root;
+
+/* Map [vpn, vpn+n) to [ppn, ppn+n) with 4 KiB leaves, R and W. */
+static void map4k(uint64_t vpn, uint64_t ppn, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t v = vpn + k;
+		uint64_t tbl = root;
+		for (int l = 0; l < LEVELS - 1; l++) {
+			uint64_t *f = frame(tbl);
+			uint64_t *e = &f[(v >> (9 * (LEVELS - 1 - l))) & 511];
+			if (!(*e & PRESENT))
+				*e = ((uint64_t)alloc_table() << 12) | PRESENT;
+			tbl = (*e & ADDR_MASK) >> 12;
+		}
+		frame(tbl)[v & 511] = ((ppn + k) << 12) | PRESENT;
+	}
+}
+
+/* The IOTLB-miss walk: the output page number, or -1 on a fault. */
+static int64_t translate(uint64_t vpn, unsigned access)
+{
+	if (vpn >= (1ull << 36))
+		return -1; /* beyond the 48-bit input */
+	uint64_t tbl = root;
+	uint64_t bad = 0; /* R/W/X bits clear in some table entry on the path */
+	uint64_t e;
+	int l;
+	for (l = 0;; l++) {
+		const uint64_t *f = frame(tbl);
+		if (!f)
+			return -1;
+		e = f[(vpn >> (9 * (LEVELS - 1 - l))) & 511];
+		if (!(e & PRESENT))
+			return -1;
+		if (l == LEVELS - 1 || (e & PS))
+			break;
+		bad |= ~e & 7;
+		tbl = (e & ADDR_MASK) >> 12;
+	}
+	if (l == 0)
+		return -1; /* PS in a level-4 entry: reserved */
+	bad |= ~e & 7;
+	if (bad & access)
+		return -1;
+	unsigned shift = 9 * (LEVELS - 1 - l);
+	uint64_t pages = 1ull << shift;
+	return (int64_t)((((e & ADDR_MASK) >> 12) & ~(pages - 1)) + (vpn & (pages - 1)));
+}
+
+static uint32_t xs = 0x5eed;
+
+/* xorshift32, as src/hw/bench.ts rng(): the next value as an unsigned 32-bit integer. */
+static uint32_t next(void)
+{
+	xs ^= xs << 13;
+	xs ^= xs >> 17;
+	xs ^= xs << 5;
+	return xs;
+}
+
+static double now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static volatile unsigned access_v = ACC_READ;
+
+static double round_ns(const uint64_t *samples, int64_t *sink)
+{
+	unsigned access = access_v;
+	double t0 = now_ns();
+	int64_t s = 0;
+	for (int k = 0; k < 8; k++)
+		for (uint32_t i = 0; i < SAMPLES; i++)
+			s += translate(samples[i], access);
+	double t = now_ns() - t0;
+	*sink += s;
+	return t / (8.0 * SAMPLES);
+}
+
+int main(void)
+{
+	root = alloc_table();
+	uint32_t data = alloc_run(CHUNK + 1) + 1;
+	/* Chunks: floor(r() * 2^22) with r() = x / 2^32 is x >> 10. */
+	uint64_t bases[CHUNKS];
+	uint8_t *seen = calloc(1u << 22, 1);
+	if (!seen)
+		abort();
+	for (uint32_t n = 0; n < CHUNKS;) {
+		uint32_t c = next() >> 10;
+		if (seen[c])
+			continue;
+		seen[c] = 1;
+		bases[n++] = (uint64_t)c * CHUNK;
+	}
+	free(seen);
+	uint64_t *samples = malloc(sizeof(uint64_t) * SAMPLES);
+	if (!samples)
+		abort();
+	for (uint32_t i = 0; i < SAMPLES; i++) {
+		uint32_t c = (uint32_t)(((uint64_t)next() * CHUNKS) >> 32);
+		uint32_t p = (uint32_t)(((uint64_t)next() * CHUNK) >> 32);
+		samples[i] = bases[c] + p;
+	}
+	for (uint32_t k = 0; k < CHUNKS; k++)
+		map4k(bases[k], data, CHUNK);
+
+	int64_t checksum = 0;
+	for (uint32_t i = 0; i < SAMPLES; i++) {
+		int64_t p = translate(samples[i], ACC_READ);
+		if (p < 0) {
+			fprintf(stderr, "walk: unmapped sample %llu\n", (unsigned long long)samples[i]);
+			return 1;
+		}
+		checksum += p;
+	}
+	int64_t sink = 0;
+	double per[9];
+	for (int r = 0; r < 2; r++)
+		round_ns(samples, &sink);
+	for (int r = 0; r < 9; r++)
+		per[r] = round_ns(samples, &sink);
+	qsort(per, 9, sizeof(double), cmp);
+	if (sink != checksum * 8 * 11) {
+		fprintf(stderr, "walk: rounds disagree with the first pass\n");
+		return 1;
+	}
+	printf("ns_per_walk %.3f checksum %lld tables %u\n", per[4], (long long)checksum, table_frames);
+	return 0;
+}
