@@ -7,6 +7,9 @@ import { performance } from "node:perf_hooks";
 import * as S from "../src/index.js";
 import { benchWalk4Level, benchWalkNested } from "../src/hw/index.js";
 import { walk4LevelShape } from "../src/hw/bench.js";
+import { benchTranslateHit } from "../src/hw/vtd/unit.js";
+import { benchSmmuTlbHit } from "../src/hw/smmuv3/unit-bench.js";
+import { mapUnmapVtd } from "./vtd.js";
 
 const GiB = 1024 * 1024 * 1024;
 const RW = S.IOMMU_IOAS_MAP_READABLE | S.IOMMU_IOAS_MAP_WRITEABLE | S.IOMMU_IOAS_MAP_FIXED_IOVA;
@@ -226,6 +229,10 @@ async function main(): Promise<void> {
     map_lazy_64g_pages_touched: lazy.pinned,
     walk_4level_ns: +benchWalk4Level(() => performance.now()).toFixed(2),
     walk_nested_ns: +benchWalkNested(() => performance.now()).toFixed(2),
+    translate_hit_mops: +benchTranslateHit(() => performance.now()).toFixed(2),
+    smmu_tlb_hit_mops: +benchSmmuTlbHit(() => performance.now()).toFixed(2),
+    map_unmap_vtd_4k_ns_per_page: +mapUnmapVtd(false).toFixed(3),
+    map_unmap_vtd_huge_ns_per_page: +mapUnmapVtd(true).toFixed(3),
     map_unmap_4k_fragmented_ns_per_page: +frag.nsPerPage.toFixed(3),
     map_bytes_per_page_4k_fragmented: +frag.bytesPerPage.toFixed(3),
     gc_exposed: typeof (globalThis as { gc?: unknown }).gc === "function",
