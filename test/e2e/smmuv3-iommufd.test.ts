@@ -18,6 +18,7 @@ import { PT_ACCESSED, PT_READ, PT_USER, PT_WRITE, armStage1 } from "../../src/hw
 import { SmmuDriver, createSmmuDevice } from "../../src/iommu/drivers/smmuv3.js";
 import { GuestRam } from "../../src/guest/ram.js";
 import type { IommufdFile } from "../../src/iommufd/files.js";
+import type { DmaResult } from "../../src/hw/dma.js";
 
 const PAGE = 4096;
 const MAP_RW = S.IOMMU_IOAS_MAP_FIXED_IOVA | S.IOMMU_IOAS_MAP_READABLE | S.IOMMU_IOAS_MAP_WRITEABLE;
@@ -125,4 +126,37 @@ test("a stage-1 translation fault of a nested device reaches the vEVENTQ fd as a
   assert.equal(ev.kind, "fTranslation");
   assert.equal(ev.sid, VSID, "the physical StreamID is replaced by the vDEVICE's virtual one");
   assert.equal(ev.inputAddr, BigInt(0x50000 * PAGE + 0x10));
+});
+
+test("stall round trip over SMMUv3: a stalled DMA is read from the fault fd, the VMM maps the page, a SUCCESS response resumes it", () => {
+  const host = new S.Host();
+  const p = host.spawn({ uid: 1000, capIpcLock: true });
+  const ctx = S.openIommufd(host, p);
+  const ioas = ctx.ioasAlloc({ flags: 0 }).out_ioas_id as number;
+  const drv = new SmmuDriver(new SmmuUnit(new HwMemory(host.phys)));
+  const dev = createSmmuDevice(drv, { name: "0000:02:00.0", sid: 0x200, master: { canStall: true } });
+  const idev = ctx.bindDevice(dev);
+  const fq = ctx.faultQueueAlloc({ flags: 0 });
+  const hwpt = ctx.hwptAlloc({ flags: S.IOMMU_HWPT_FAULT_ID_VALID, dev_id: idev.id, pt_id: ioas, data_type: 0, data_len: 0, data_uptr: 0n, fault_id: fq.out_fault_id })
+    .out_hwpt_id as number;
+  idev.attach(hwpt);
+  const data = new Uint8Array(4);
+  let done: DmaResult | null = null;
+  const r = dev.dma({ iova: 0x300000n + 16n, length: 4, write: false, data, pasid: -1, onComplete: (x) => (done = x) });
+  assert.equal(r.status, "pending", "the transaction stalls");
+  const file = S.fdTableOf(p).get(fq.out_fault_fd as number) as IommufdFile;
+  const rec = (file.read as NonNullable<IommufdFile["read"]>)(40, 0);
+  assert.equal(rec.length, 40);
+  const dv = new DataView(rec.buffer, rec.byteOffset, 40);
+  assert.equal(dv.getUint32(4, true), idev.id);
+  assert.equal(dv.getBigUint64(24, true), 0x300010n, "the stalled address (SMMUv3 events carry the whole input address)");
+  // the VMM makes the page present, then answers
+  const buf = p.mmap(PAGE);
+  p.write(buf, new Uint8Array(PAGE).fill(0x5a));
+  ctx.ioasMap({ flags: MAP_RW, ioas_id: ioas, user_va: BigInt(buf), length: BigInt(PAGE), iova: 0x300000n });
+  const resp = new Uint8Array(8);
+  new DataView(resp.buffer).setUint32(0, dv.getUint32(36, true), true);
+  (file.write as NonNullable<IommufdFile["write"]>)(resp, 0);
+  assert.equal((done as DmaResult | null)?.status, "done", "RESUME retried the transaction");
+  assert.deepEqual([...data], [0x5a, 0x5a, 0x5a, 0x5a]);
 });

@@ -175,3 +175,38 @@ test("fault round trip: a PASID DMA faults, the record is read from the fault fd
   assert.equal((completed as DmaResult | null)?.status, "done");
   assert.deepEqual([...data], [9, 8, 7, 6, 5, 4, 3, 2], "the retried DMA read what the guest mapped");
 });
+
+test("dirty tracking over VT-d: the hardware sets D bits on DMA writes (SSADE), GET_DIRTY_BITMAP reports and clears them", () => {
+  const m = machine();
+  const hwpt = m.ctx.hwptAlloc({ flags: S.IOMMU_HWPT_ALLOC_DIRTY_TRACKING, dev_id: m.idev.id, pt_id: m.ioas, data_type: 0, data_len: 0, data_uptr: 0n })
+    .out_hwpt_id as number;
+  m.idev.attach(hwpt);
+  const buf = m.p.mmap(32 * PAGE);
+  m.p.write(buf, pattern(32 * PAGE, 1));
+  const iova = 0x200000n;
+  m.ctx.ioasMap({ flags: MAP_RW, ioas_id: m.ioas, user_va: BigInt(buf), length: BigInt(32 * PAGE), iova });
+  const bitmap = m.p.mmap(PAGE);
+  const dirtyPages = (flags = 0): number[] => {
+    m.p.write(bitmap, new Uint8Array(8));
+    m.ctx.hwptGetDirtyBitmap({ hwpt_id: hwpt, flags, iova, length: BigInt(32 * PAGE), page_size: BigInt(PAGE), data: BigInt(bitmap) });
+    const bits = new DataView(m.p.read(bitmap, 8).buffer).getBigUint64(0, true);
+    const out: number[] = [];
+    for (let i = 0; i < 32; i++) if ((bits >> BigInt(i)) & 1n) out.push(i);
+    return out;
+  };
+  const write = (page: number): void => {
+    const r = m.dev.dma({ iova: iova + BigInt(page * PAGE + 100), length: 4, write: true, data: new Uint8Array([1, 2, 3, 4]), pasid: -1 });
+    assert.equal(r.status, "done");
+  };
+  write(3); // tracking is off: the hardware sets no D bit
+  m.ctx.hwptSetDirtyTracking({ flags: S.IOMMU_HWPT_DIRTY_TRACKING_ENABLE, hwpt_id: hwpt });
+  assert.deepEqual(dirtyPages(), [], "nothing dirty yet");
+  write(5);
+  write(17);
+  assert.equal(dmaRead(m.dev, iova + BigInt(9 * PAGE), 4).r.status, "done");
+  assert.deepEqual(dirtyPages(S.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR), [5, 17], "writes dirty their pages, reads do not");
+  assert.deepEqual(dirtyPages(), [5, 17], "NO_CLEAR left them");
+  assert.deepEqual(dirtyPages(), [], "the previous read cleared them");
+  write(17);
+  assert.deepEqual(dirtyPages(), [17], "cleared D bits are set again: the IOTLB was flushed when they were cleared");
+});
