@@ -1101,19 +1101,7 @@ export class VtdDriver implements IommuDriver {
     this.deviceBlockTranslation(info);
     if (this.agaw < domain.parent.agaw) fail("ENODEV", "Adjusted guest address width not compatible");
     this.prepareDomainAttach(domain.parent);
-    this.domainAttachIommu(domain);
-    try {
-      this.cacheTagAssignDomain(domain, info, IOMMU_NO_PASID);
-      try {
-        this.setupNested(domain, info, IOMMU_NO_PASID);
-      } catch (e) {
-        this.cacheTagUnassignDomain(domain, info, IOMMU_NO_PASID);
-        throw e;
-      }
-    } catch (e) {
-      this.domainDetachIommu(domain);
-      throw e;
-    }
+    this.installDomain(domain, info, IOMMU_NO_PASID, () => this.setupNested(domain, info, IOMMU_NO_PASID));
     info.domain = domain;
     info.attached = true;
     domain.devices.add(info);
@@ -1129,20 +1117,10 @@ export class VtdDriver implements IommuDriver {
     if (pasid === IOMMU_NO_PASID) fail("EINVAL", "IOMMU_NO_PASID is the RID's");
     this.prepareDomainAttach(domain);
     if (info.pasids.has(pasid)) this.removeDevPasid(dev, pasid);
-    this.domainAttachIommu(domain);
-    try {
-      this.cacheTagAssignDomain(domain, info, pasid);
-      try {
-        if (domain.useFirstLevel) this.setupFirstLevel(domain, info, pasid);
-        else this.setupSecondLevel(domain, info, pasid);
-      } catch (e) {
-        this.cacheTagUnassignDomain(domain, info, pasid);
-        throw e;
-      }
-    } catch (e) {
-      this.domainDetachIommu(domain);
-      throw e;
-    }
+    this.installDomain(domain, info, pasid, () => {
+      if (domain.useFirstLevel) this.setupFirstLevel(domain, info, pasid);
+      else this.setupSecondLevel(domain, info, pasid);
+    });
     info.pasids.set(pasid, domain);
     domain.devPasids.push({ info, pasid });
   }
@@ -1156,11 +1134,21 @@ export class VtdDriver implements IommuDriver {
     if (this.agaw < domain.parent.agaw) fail("ENODEV", "Adjusted guest address width not compatible");
     this.prepareDomainAttach(domain.parent);
     if (info.pasids.has(pasid)) this.removeDevPasid(info.dev, pasid);
+    this.installDomain(domain, info, pasid, () => this.setupNested(domain, info, pasid));
+    info.pasids.set(pasid, domain);
+    domain.devPasids.push({ info, pasid });
+  }
+
+  /**
+   * domain_attach_iommu + cache_tag_assign_domain + the PASID-entry setup, each undone when a
+   * later one fails (the unwind every attach path of the driver shares).
+   */
+  private installDomain(domain: VtdPagingDomain | VtdNestedDomain, info: DevInfo, pasid: number, setup: () => void): void {
     this.domainAttachIommu(domain);
     try {
       this.cacheTagAssignDomain(domain, info, pasid);
       try {
-        this.setupNested(domain, info, pasid);
+        setup();
       } catch (e) {
         this.cacheTagUnassignDomain(domain, info, pasid);
         throw e;
@@ -1169,8 +1157,6 @@ export class VtdDriver implements IommuDriver {
       this.domainDetachIommu(domain);
       throw e;
     }
-    info.pasids.set(pasid, domain);
-    domain.devPasids.push({ info, pasid });
   }
 
   removeDevPasid(dev: Device, pasid: number): void {
