@@ -65,7 +65,7 @@ enum {
 };
 enum { R_IMAGE_START = 0, R_FORK_CHILD = 1, R_RECONNECT = 2 };
 enum { W_UNMAP_PRE = 1, W_MAPPED = 2, W_DONTNEED = 3 };
-enum { F_IOMMUFD = 1, F_FAULT = 2, F_ACCESS = 3, F_FAILNTH = 4 /* shim-only: /proc/.../fail-nth (id = tid) */ };
+enum { F_IOMMUFD = 1, F_FAULT = 2, F_ACCESS = 3, F_FAILNTH = 4 /* shim-only: /proc/.../fail-nth (id = tid) */, F_VEVENTQ = 5 };
 
 /* ---------------------------------------------------------------- state */
 
@@ -1026,7 +1026,7 @@ static ssize_t emu_rw(int fd, uint32_t kind, uint64_t buf, size_t count, uint64_
 		return -1;
 	}
 	uint32_t flags = 0;
-	if (e.kind == F_FAULT && kind == K_READ) {
+	if ((e.kind == F_FAULT || e.kind == F_VEVENTQ) && kind == K_READ) {
 		drain(fd);
 		flags |= 1;
 	}
@@ -1227,7 +1227,8 @@ static void fake_stat(const struct ent *e, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	if (e->kind == F_IOMMUFD) {
-		st->st_mode = S_IFCHR | 0666;
+		/* the kernel's misc devices: /dev/iommu 0660, /dev/vfio/vfio 0666 */
+		st->st_mode = S_IFCHR | (e->vfio ? 0666 : 0660);
 		st->st_rdev = e->vfio ? makedev(10, 196) : makedev(10, 123);
 		st->st_dev = makedev(0, 5);
 	} else {
@@ -1239,6 +1240,65 @@ static void fake_stat(const struct ent *e, struct stat *st)
 	st->st_uid = (uid_t)syscall(SYS_geteuid);
 	st->st_gid = (gid_t)syscall(SYS_getegid);
 	st->st_blksize = 4096;
+}
+
+/*
+ * readlink of /proc/self/fd/N (or /proc/thread-self/fd/N, /proc/<our pid>/fd/N) for an emulated
+ * fd: what the kernel shows, "/dev/iommu" or the anon inode's name, not the socket behind it.
+ * Returns the link's length and sets *out, or -1 when path is not such a link.
+ */
+static long fd_link(const char *path, const char **out)
+{
+	const char *p;
+	char self[32];
+	if (strncmp(path, "/proc/self/fd/", 14) == 0)
+		p = path + 14;
+	else if (strncmp(path, "/proc/thread-self/fd/", 21) == 0)
+		p = path + 21;
+	else {
+		int n = snprintf(self, sizeof(self), "/proc/%ld/fd/", sc_getpid());
+		if (n <= 0 || strncmp(path, self, (size_t)n) != 0)
+			return -1;
+		p = path + n;
+	}
+	char *end = NULL;
+	long fd = strtol(p, &end, 10);
+	struct ent e;
+	if (!end || *end || end == p || fd < 0 || fd > INT32_MAX || !emulated((int)fd) || !tab_get((int)fd, &e))
+		return -1;
+	switch (e.kind) {
+	case F_IOMMUFD: *out = e.vfio ? "/dev/vfio/vfio" : "/dev/iommu"; break;
+	case F_FAULT: *out = "anon_inode:[iommufd-pgfault]"; break;
+	case F_ACCESS: *out = "anon_inode:[iommufd_test_staccess]"; break;
+	case F_VEVENTQ: *out = "anon_inode:[iommufd-viommu-event]"; break;
+	default: return -1;
+	}
+	return (long)strlen(*out);
+}
+
+static ssize_t link_copy(const char *link, long n, char *buf, size_t size)
+{
+	size_t k = (size_t)n < size ? (size_t)n : size;
+	memcpy(buf, link, k);
+	return (ssize_t)k;
+}
+
+EXPORT ssize_t readlink(const char *path, char *buf, size_t size)
+{
+	const char *link;
+	long n = enabled && path ? fd_link(path, &link) : -1;
+	if (n >= 0)
+		return link_copy(link, n, buf, size);
+	return (ssize_t)syscall(SYS_readlinkat, AT_FDCWD, path, buf, size);
+}
+
+EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
+{
+	const char *link;
+	long n = enabled && path && path[0] == '/' ? fd_link(path, &link) : -1;
+	if (n >= 0)
+		return link_copy(link, n, buf, size);
+	return (ssize_t)syscall(SYS_readlinkat, dirfd, path, buf, size);
 }
 
 static int path_stat(const char *path, struct stat *st)

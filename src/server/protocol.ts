@@ -85,6 +85,8 @@ export const enum FileKind {
   ACCESS = 3,
   /** Shim-only (never served): /proc/<pid>/task/<tid>/fail-nth, requests go as FAILNTH frames. */
   FAILNTH = 4,
+  /** [newer than 6.12] "[iommufd-viommu-event]": read and poll like a fault queue. */
+  VEVENTQ = 5,
 }
 
 /** FAILNTH.op */

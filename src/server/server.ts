@@ -430,7 +430,7 @@ export class SoftiommuServer {
         s.conn = c;
         c.role = "file";
         this.fileOfConn.set(c, s);
-        if (s.kind !== FileKind.FAULT) c.trySend(frame(Kind.READY));
+        if (s.kind !== FileKind.FAULT && s.kind !== FileKind.VEVENTQ) c.trySend(frame(Kind.READY));
         this.refreshReady();
         return;
       }
@@ -543,7 +543,7 @@ export class SoftiommuServer {
     this.byFile.set(file, s);
     if (conn) this.fileOfConn.set(conn, s);
     if (token !== null) this.tokens.set(token, s);
-    if (kind === FileKind.FAULT) this.faults.add(s);
+    if (kind === FileKind.FAULT || kind === FileKind.VEVENTQ) this.faults.add(s);
     return s;
   }
 
@@ -1120,7 +1120,8 @@ export class SoftiommuServer {
     const cur = this.callerIs(m);
     if (!cur || !cur.ctx) fail("EMFILE", "no caller to install an fd in");
     // a vEVENTQ is served like a fault queue: records to read, a READY frame while something is queued
-    const kind = file.kind === "fault" || file.kind === "veventq" ? FileKind.FAULT : file.kind === "access" ? FileKind.ACCESS : FileKind.IOMMUFD;
+    const kind =
+      file.kind === "fault" ? FileKind.FAULT : file.kind === "veventq" ? FileKind.VEVENTQ : file.kind === "access" ? FileKind.ACCESS : FileKind.IOMMUFD;
     const token = this.nextToken++;
     const id = this.nextFileId;
     const O_CLOEXEC = 0o2000000;
