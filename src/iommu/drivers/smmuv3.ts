@@ -879,7 +879,11 @@ export class SmmuDriver implements IommuDriver {
         perm,
         addr: BigInt(w[4]) | (BigInt(w[5]) << 32n),
       };
-      const domain = ssv ? (m.pasids.get(ssid) ?? null) : m.domain;
+      let domain = ssv ? (m.pasids.get(ssid) ?? null) : m.domain;
+      // .user_pasid_table: a nested domain on the RID owns the guest's SubstreamIDs (its CD table
+      // is the guest's), so a stall at an SSID no PASID attachment claims is the RID domain's
+      // (io-pgfault.c find_fault_handler)
+      if (domain === null && ssv && m.domain instanceof SmmuNestedDomain) domain = m.domain;
       if (domain !== null && domain.iopfHandler !== null) domain.iopfHandler(fault);
       else this.pageResponse(m.dev, fault, 1);
       return true;
