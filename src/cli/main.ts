@@ -20,6 +20,8 @@ import { CAPABILITIES, defaultSocketPath, SoftiommuServer, type Capability, type
 import { frame, Kind } from "../server/protocol.js";
 import { ensureNative, examplePath, shimPath } from "./native.js";
 import { formatSummary } from "./summary.js";
+import { SCENARIOS, findScenario } from "../guest/scenarios.js";
+import { formatReport, runScenario } from "../guest/scenario.js";
 
 const KERNELS = ["newest", "6.12"] as const;
 type Kernel = (typeof KERNELS)[number];
@@ -203,6 +205,30 @@ program
   .passThroughOptions()
   .action(async (argv: string[], o: RunOpts) => {
     process.exitCode = await run(argv, o);
+  });
+
+program
+  .command("scenario")
+  .description("run a guest-side scenario (vIOMMU, guest SVA, faults, PASIDs) and print its step-by-step report")
+  .argument("[names...]", "scenarios to run (default: all); `--list` names them")
+  .option("-l, --list", "list the scenarios")
+  .option("--json", "print the reports as JSON")
+  .action((names: string[], o: { list?: boolean; json?: boolean }) => {
+    if (o.list) {
+      for (const s of SCENARIOS) process.stdout.write(`${s.name.padEnd(24)} ${s.iommu.padEnd(7)} ${s.description}\n`);
+      return;
+    }
+    const chosen = names.length ? names.map((n) => findScenario(n) ?? n) : [...SCENARIOS];
+    const unknown = chosen.filter((c): c is string => typeof c === "string");
+    if (unknown.length) {
+      process.stderr.write(`softiommu scenario: unknown scenario ${unknown.join(", ")} (\`softiommu scenario --list\` names them)\n`);
+      process.exitCode = 2;
+      return;
+    }
+    const reports = chosen.map((s) => runScenario(s as Exclude<(typeof chosen)[number], string>));
+    if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + "\n");
+    else process.stdout.write(reports.map(formatReport).join("\n\n") + "\n");
+    if (reports.some((r) => !r.ok)) process.exitCode = 1;
   });
 
 program
