@@ -9,6 +9,7 @@ import { fail } from "../errno.js";
 import { openIommufd, type IommufdCtx, type KernelProfile } from "../iommufd/context.js";
 import type { IommufdDevice } from "../iommufd/device.js";
 import {
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
   IOMMU_IOAS_MAP_FIXED_IOVA,
@@ -30,6 +31,8 @@ export interface VmOptions {
   tablePages?: number;
   /** The kernel the VMM talks to (default newest: PASID attach needs it). */
   profile?: KernelProfile;
+  /** Allocate the stage-2 parent with IOMMU_HWPT_ALLOC_DIRTY_TRACKING (live migration). */
+  dirtyTracking?: boolean;
   /** This VM's PASID quota in its PASID set (default 1024). */
   pasidQuota?: number;
   /** Registry of PASID sets shared by every VM on the machine (default: one per machine). */
@@ -69,12 +72,14 @@ export class Vm {
   private readonly dataEnd: number;
   private readonly freeData: number[] = [];
   private dead = false;
+  private readonly dirtyTracking: boolean;
 
   constructor(
     readonly machine: HostMachine,
     opts: VmOptions = {},
   ) {
     this.name = opts.name ?? "vm";
+    this.dirtyTracking = opts.dirtyTracking ?? false;
     const bytes = opts.ramBytes ?? 64 << 20;
     const pages = bytes / PAGE_SIZE;
     const tablePages = opts.tablePages ?? Math.max(64, Math.floor(pages / 8));
@@ -108,7 +113,7 @@ export class Vm {
       // SMMUv3 keeps a guest's PASIDs (SubstreamIDs) in the guest's own CD table
       const pasidCompat = this.machine.kind === "vtd" ? IOMMU_HWPT_ALLOC_PASID : 0;
       const id = this.ctx.hwptAlloc({
-        flags: IOMMU_HWPT_ALLOC_NEST_PARENT | pasidCompat,
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT | pasidCompat | (this.dirtyTracking ? IOMMU_HWPT_ALLOC_DIRTY_TRACKING : 0),
         dev_id: idev.id,
         pt_id: this.ioas,
         data_type: 0,

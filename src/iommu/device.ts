@@ -86,7 +86,18 @@ export class Device {
    */
   dma(req: Omit<DmaRequest, "sid" | "pasid"> & { pasid?: number }): DmaResult {
     if (this.port === null) throw new Error(`device ${this.name} has no IOMMU hardware model to do DMA through`);
-    return this.port.dma({ ...req, sid: this.sid, pasid: req.pasid ?? -1 });
+    // one object shape for every request (a spread makes a new hidden class per call site)
+    return this.port.dma({
+      sid: this.sid,
+      pasid: req.pasid ?? -1,
+      iova: req.iova,
+      length: req.length,
+      write: req.write,
+      data: req.data,
+      priv: req.priv ?? false,
+      exec: req.exec ?? false,
+      onComplete: req.onComplete,
+    });
   }
 
   /** Remove the device from its group (device_unregister). */

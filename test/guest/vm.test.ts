@@ -55,3 +55,15 @@ test("VM teardown leaves no context, pinned page or PASID behind", () => {
   assert.equal(m.pasids.inUse, 0);
   assert.equal(vm.ctx.objects.size, 0);
 });
+
+test("a VM made for migration has a dirty-tracking parent: writes through the stage-2 parent are reported", () => {
+  const m = new HostMachine({ iommu: "vtd" });
+  const vm = new Vm(m, { ramBytes: 4 << 20, dirtyTracking: true });
+  const { dev } = vm.assign(m.addDevice({ name: "0000:03:00.0", sid: 0x300 }));
+  vm.ctx.hwptSetDirtyTracking({ flags: 1, hwpt_id: vm.parent });
+  const g = vm.allocPages(1);
+  assert.equal(dev.dma({ iova: BigInt(g * PAGE), length: 4, write: true, data: new Uint8Array(4), pasid: -1 }).status, "done");
+  const bm = vm.vmm.mmap(PAGE);
+  vm.ctx.hwptGetDirtyBitmap({ hwpt_id: vm.parent, flags: 0, iova: BigInt(g * PAGE), length: BigInt(64 * PAGE), page_size: BigInt(PAGE), data: BigInt(bm) });
+  assert.equal(vm.vmm.read(bm, 1)[0] & 1, 1, "the written guest page is dirty");
+});

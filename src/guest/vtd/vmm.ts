@@ -856,21 +856,14 @@ export class VmmVtd {
   // ==== dirty tracking (migration) =====================================================================================
 
   /**
-   * IOMMU_HWPT_SET_DIRTY_TRACKING on the parent. The host driver turns second-stage A/D (SSADE) on
-   * in the PASID entries of the parent's RID attachments (intel_iommu_set_dirty_tracking walks
-   * the domains' device lists, IOMMU_NO_PASID), not in those of nested HWPTs attached at PASIDs;
-   * a nested HWPT reads the parent's state when it is attached. So the VMM re-installs its PASID
-   * attachments (a fresh nested HWPT replacing each), and their DMA writes are tracked too.
+   * IOMMU_HWPT_SET_DIRTY_TRACKING on the parent: the host driver turns second-stage A/D (SSADE) on
+   * in every PASID entry whose second stage is the parent — its RID attachments and the nested
+   * HWPTs on it, at the RID and at PASIDs — so the device's writes through guest SVA are tracked.
    */
   setDirtyTracking(enable: boolean): void {
     this.live();
     this.vm.ctx.hwptSetDirtyTracking({ flags: enable ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0, hwpt_id: this.parent });
     this.onTrace?.(`IOMMU_HWPT_SET_DIRTY_TRACKING hwpt ${this.parent}: ${enable ? "on" : "off"}`);
-    for (const b of this.binds.values()) {
-      if (b.kind !== "first-stage") continue;
-      this.onTrace?.(`re-install host PASID ${b.hpasid} of ${b.assigned.dev.name} so that its PASID entry takes the parent's dirty tracking`);
-      this.rebind(b, { kind: b.kind, did: 0, pgtbl: b.pgtbl, addrWidth: b.addrWidth, flags: b.flags, hpasid: b.hpasid });
-    }
   }
 
   /** IOMMU_HWPT_GET_DIRTY_BITMAP over guest pages [firstGpfn, firstGpfn + n): the dirty guest page numbers. */

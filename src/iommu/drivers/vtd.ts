@@ -1272,16 +1272,21 @@ export class VtdDriver implements IommuDriver {
   /** intel_iommu_set_dirty_tracking (the domain's RID devices, and a parent's nested devices). */
   setDomainDirtyTracking(domain: VtdPagingDomain, enable: boolean): void {
     if (domain.dirtyTracking === enable) return;
-    const apply = (infos: Iterable<DevInfo>, on: boolean): void => {
-      for (const i of infos) this.pasidSetupDirtyTracking(i, IOMMU_NO_PASID, on);
+    // every PASID entry whose second stage is this domain: its RID attachments, and (a nesting
+    // parent) those of its nested domains, at the RID and at PASIDs
+    const apply = (on: boolean): void => {
+      for (const i of domain.devices) this.pasidSetupDirtyTracking(i, IOMMU_NO_PASID, on);
+      if (!domain.nestedParent) return;
+      for (const s1 of domain.s1Domains) {
+        for (const i of s1.devices) this.pasidSetupDirtyTracking(i, IOMMU_NO_PASID, on);
+        for (const { info, pasid } of s1.devPasids) this.pasidSetupDirtyTracking(info, pasid, on);
+      }
     };
     try {
-      apply(domain.devices, enable);
-      if (domain.nestedParent) for (const s1 of domain.s1Domains) apply(s1.devices, enable);
+      apply(enable);
     } catch (e) {
       try {
-        apply(domain.devices, domain.dirtyTracking);
-        if (domain.nestedParent) for (const s1 of domain.s1Domains) apply(s1.devices, domain.dirtyTracking);
+        apply(domain.dirtyTracking);
       } catch {
         // the unwind is best effort, as the kernel's
       }
