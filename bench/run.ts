@@ -10,6 +10,8 @@ import { walk4LevelShape } from "../src/hw/bench.js";
 import { benchTranslateHit } from "../src/hw/vtd/unit.js";
 import { benchSmmuTlbHit } from "../src/hw/smmuv3/unit-bench.js";
 import { mapUnmapVtd } from "./vtd.js";
+import * as guestVtd from "../src/guest/vtd/bench.js";
+import * as guestSmmu from "../src/guest/smmuv3/bench.js";
 
 const GiB = 1024 * 1024 * 1024;
 const RW = S.IOMMU_IOAS_MAP_READABLE | S.IOMMU_IOAS_MAP_WRITEABLE | S.IOMMU_IOAS_MAP_FIXED_IOVA;
@@ -233,6 +235,13 @@ async function main(): Promise<void> {
     smmu_tlb_hit_mops: +benchSmmuTlbHit(() => performance.now()).toFixed(2),
     map_unmap_vtd_4k_ns_per_page: +mapUnmapVtd(false).toFixed(3),
     map_unmap_vtd_huge_ns_per_page: +mapUnmapVtd(true).toFixed(3),
+    // issue 5: guest SVA through a warm nested setup. The goal key moves the 4 KiB of data (VT-d);
+    // the *_translate_* keys time the translation of each DMA's page alone (SMMUv3)
+    guest_sva_dma_mops: +guestVtd.guestSvaDmaMops(() => performance.now()).toFixed(3),
+    guest_fault_roundtrip_us: +guestVtd.guestFaultRoundtripUs(() => performance.now()).toFixed(2),
+    smmuv3_guest_sva_dma_mops: +guestSmmu.guestSvaDmaCopyMops(() => performance.now()).toFixed(3),
+    smmuv3_guest_sva_translate_mops: +guestSmmu.guestSvaDmaMops(() => performance.now()).toFixed(2),
+    smmuv3_guest_fault_roundtrip_us: +guestSmmu.guestFaultRoundtripUs(() => performance.now()).toFixed(2),
     map_unmap_4k_fragmented_ns_per_page: +frag.nsPerPage.toFixed(3),
     map_bytes_per_page_4k_fragmented: +frag.bytesPerPage.toFixed(3),
     gc_exposed: typeof (globalThis as { gc?: unknown }).gc === "function",
