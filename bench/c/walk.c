@@ -17,11 +17,14 @@
  *  - Accesses: the model's xorshift32 (seed 0x5eed) picks the chunks, then 65536 samples (chunk,
  *    page); each round translates all samples 8 times for a read, 2 warm-up rounds, then the
  *    median of 9 rounds.
- *  - Memory: page-table pages are separate 4 KiB frames (aligned_alloc, as the model's frames are
- *    separate 4 KiB buffers), reached by pfn through a flat frame table of pointers indexed by
- *    pfn - 0x1000 (the model's PhysMem view table). A missing frame reads as not present. Every
- *    walk checks the input size, each entry's present bit, the leaf level and the permissions,
- *    and returns the output page number or -1, as the model's translate does.
+ *  - Memory: page-table pages live in one block of 4 KiB slots (the model's FrameArena: one
+ *    shared memory for every table frame), slot 0 a frame of zeros that is never a table, the
+ *    others handed out in allocation order; a frame's slot comes from a flat array of 32-bit
+ *    offsets indexed by pfn - 0x1000 (FrameArena.slot), 0 for a frame without one, which then
+ *    reads as not present (as the model's lean path, which leaves such frames to its slow path).
+ *    The root's frame is looked up once (the model's engine keeps its root's slot).
+ *    Every walk checks the input size, each entry's present bit, the leaf level and the
+ *    permissions, and returns the output page number or -1, as the model's translate does.
  *  - No dead code: every result is added to a sum that is printed, and the access type is read
  *    from a volatile so the compiler cannot specialise the permission check away.
  *
@@ -43,8 +46,11 @@
 #define PS (1ull << 7)
 #define ACC_READ 1
 
-static uint64_t **frames;  /* frame table: frames[pfn - FIRST_PFN], NULL when never written */
-static uint32_t nframes;   /* its size */
+static uint64_t *arena;    /* the slots: slot s is arena[s * 512 .. s * 512 + 511]; slot 0 stays zero */
+static uint32_t arena_slots; /* slots allocated, and slots in use (slot 0 included) */
+static uint32_t used_slots = 1;
+static uint32_t *slot_of;  /* slot_of[pfn - FIRST_PFN]: the frame's first entry in arena, 0 for none */
+static uint32_t nslot_of;  /* its size */
 static uint32_t next_pfn = FIRST_PFN;
 static uint32_t table_frames;
 
@@ -52,38 +58,45 @@ static uint32_t alloc_run(uint32_t count)
 {
 	uint32_t first = next_pfn;
 	next_pfn += count;
-	if (next_pfn - FIRST_PFN > nframes) {
-		uint32_t n = nframes ? nframes : 1024;
-		while (n < next_pfn - FIRST_PFN)
-			n *= 2;
-		frames = realloc(frames, n * sizeof(*frames));
-		if (!frames)
-			abort();
-		memset(frames + nframes, 0, (n - nframes) * sizeof(*frames));
-		nframes = n;
-	}
 	return first;
 }
 
 static uint32_t alloc_table(void)
 {
 	uint32_t pfn = alloc_run(1);
-	uint64_t *f = aligned_alloc(4096, 4096);
-	if (!f)
-		abort();
-	memset(f, 0, 4096);
-	frames[pfn - FIRST_PFN] = f;
+	uint32_t i = pfn - FIRST_PFN;
+	if (used_slots >= arena_slots) {
+		uint32_t n = arena_slots ? 2 * arena_slots : 16;
+		arena = realloc(arena, (size_t)n * 4096);
+		if (!arena)
+			abort();
+		memset(arena + (size_t)arena_slots * 512, 0, (size_t)(n - arena_slots) * 4096);
+		arena_slots = n;
+	}
+	if (i >= nslot_of) {
+		uint32_t n = nslot_of ? nslot_of : 1024;
+		while (n <= i)
+			n *= 2;
+		slot_of = realloc(slot_of, n * sizeof(*slot_of));
+		if (!slot_of)
+			abort();
+		memset(slot_of + nslot_of, 0, (n - nslot_of) * sizeof(*slot_of));
+		nslot_of = n;
+	}
+	slot_of[i] = used_slots++ * 512;
 	table_frames++;
 	return pfn;
 }
 
+/* The frame's entries in the arena (slot 0, all zeros, for a frame without a slot). */
 static inline uint64_t *frame(uint64_t pfn)
 {
 	uint64_t i = pfn - FIRST_PFN; /* wraps to a huge value below FIRST_PFN */
-	return i < nframes ? frames[i] : NULL;
+	return arena + (i < nslot_of ? slot_of[i] : 0);
 }
 
 static uint32_t root;
+static const uint64_t *root_frame; /* frame(root), once the tables are built (the arena no longer moves) */
 
 /* Map [vpn, vpn+n) to [ppn, ppn+n) with 4 KiB leaves, R and W. */
 static void map4k(uint64_t vpn, uint64_t ppn, uint32_t n)
@@ -92,11 +105,12 @@ static void map4k(uint64_t vpn, uint64_t ppn, uint32_t n)
 		uint64_t v = vpn + k;
 		uint64_t tbl = root;
 		for (int l = 0; l < LEVELS - 1; l++) {
-			uint64_t *f = frame(tbl);
-			uint64_t *e = &f[(v >> (9 * (LEVELS - 1 - l))) & 511];
-			if (!(*e & PRESENT))
-				*e = ((uint64_t)alloc_table() << 12) | PRESENT;
-			tbl = (*e & ADDR_MASK) >> 12;
+			uint64_t i = (v >> (9 * (LEVELS - 1 - l))) & 511;
+			if (!(frame(tbl)[i] & PRESENT)) {
+				uint64_t t = alloc_table(); /* may move the arena */
+				frame(tbl)[i] = (t << 12) | PRESENT;
+			}
+			tbl = (frame(tbl)[i] & ADDR_MASK) >> 12;
 		}
 		frame(tbl)[v & 511] = ((ppn + k) << 12) | PRESENT;
 	}
@@ -107,21 +121,18 @@ static int64_t translate(uint64_t vpn, unsigned access)
 {
 	if (vpn >= (1ull << 36))
 		return -1; /* beyond the 48-bit input */
-	uint64_t tbl = root;
+	const uint64_t *f = root_frame;
 	uint64_t bad = 0; /* R/W/X bits clear in some table entry on the path */
 	uint64_t e;
 	int l;
 	for (l = 0;; l++) {
-		const uint64_t *f = frame(tbl);
-		if (!f)
-			return -1;
 		e = f[(vpn >> (9 * (LEVELS - 1 - l))) & 511];
 		if (!(e & PRESENT))
 			return -1;
 		if (l == LEVELS - 1 || (e & PS))
 			break;
 		bad |= ~e & 7;
-		tbl = (e & ADDR_MASK) >> 12;
+		f = frame((e & ADDR_MASK) >> 12);
 	}
 	if (l == 0)
 		return -1; /* PS in a level-4 entry: reserved */
@@ -199,6 +210,7 @@ int main(void)
 	}
 	for (uint32_t k = 0; k < CHUNKS; k++)
 		map4k(bases[k], data, CHUNK);
+	root_frame = frame(root);
 
 	int64_t checksum = 0;
 	for (uint32_t i = 0; i < SAMPLES; i++) {

@@ -67,7 +67,8 @@ function timeLoop(engine: PageTableEngine, samples: Float64Array, now: Clock, ro
 /**
  * The table benchWalk4Level walks: a VT-d second-stage 4-level table holding 1 GiB of 4 KiB leaves
  * in 512 chunks of 2 MiB spread over 8 TiB (16 top-level entries, almost every chunk its own
- * level-3 and level-2 table), all mapping the same 512 data pages; and the samples.
+ * level-3 and level-2 table), all mapping the same 512 data pages; and the samples. Its table
+ * frames are in PhysMem's FrameArena (bench/c/walk.c keeps its tables in one block the same way).
  */
 function setup4Level(): { eng: PageTableEngine; samples: Float64Array } {
   const mem = new HwMemory(new PhysMem());

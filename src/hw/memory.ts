@@ -9,7 +9,8 @@
  *
  * Page-table pages are frames like any other: HwMemory allocates them from PhysMem, holds one
  * reference on each (so they count in framesInUse and their contents drop when freed) and zeroes
- * them. A FrameStore is the small interface the page-table engine needs; HwMemory is the host one,
+ * them. Their contents live in PhysMem's FrameArena (one block for all of them, which the
+ * page-table engine's walk reads directly); their views alias it. A FrameStore is the small interface the page-table engine needs; HwMemory is the host one,
  * WindowFrameStore a window of guest-physical frames (for page tables a guest builds in its memory).
  */
 import { assert } from "../errno.js";
@@ -33,7 +34,7 @@ export interface FrameStore {
  * Host physical memory for hardware: page-table frames and byte-level DMA.
  *
  * Freed tables go to a pool (per table size, at most `poolLimit` frames) and are reused zeroed:
- * making a frame costs an ArrayBuffer, reusing one a fill. Pooled frames stay referenced; the pool
+ * making a frame costs an arena slot and two views, reusing one a fill. Pooled frames stay referenced; the pool
  * is given back to PhysMem as soon as no table is live any more (every engine destroyed).
  */
 export class HwMemory implements FrameStore {
@@ -84,7 +85,7 @@ export class HwMemory implements FrameStore {
     }
     const pfn = this.phys.allocRun(frames, frames);
     this.phys.ref(pfn, frames);
-    for (let i = 0; i < frames; i++) this.phys.frameU32(pfn + i);
+    this.phys.useArena(pfn, frames);
     return pfn;
   }
 
