@@ -1283,15 +1283,6 @@ static ssize_t link_copy(const char *link, long n, char *buf, size_t size)
 	return (ssize_t)k;
 }
 
-EXPORT ssize_t readlink(const char *path, char *buf, size_t size)
-{
-	const char *link;
-	long n = enabled && path ? fd_link(path, &link) : -1;
-	if (n >= 0)
-		return link_copy(link, n, buf, size);
-	return (ssize_t)syscall(SYS_readlinkat, AT_FDCWD, path, buf, size);
-}
-
 EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
 {
 	const char *link;
@@ -1300,6 +1291,8 @@ EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
 		return link_copy(link, n, buf, size);
 	return (ssize_t)syscall(SYS_readlinkat, dirfd, path, buf, size);
 }
+
+EXPORT ssize_t readlink(const char *path, char *buf, size_t size) { return readlinkat(AT_FDCWD, path, buf, size); }
 
 static int path_stat(const char *path, struct stat *st)
 {

@@ -2,8 +2,24 @@
  * What the fds iommufd hands out look like to a program: the fault queue fd (and /dev/iommu
  * itself, and an mmap of it): close-on-exec, access mode, lseek, fstat's file type and mode, the
  * /proc/self/fd link, and mmap of the iommufd fd. Lines are "NAME value".
+ * Self-contained (no probe.h): test/server/fds.test.ts builds this same file against the
+ * project's header, runs it through the shim and compares with the real kernel's transcript.
  */
-#include "probe.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/iommufd.h>
+#define E(rc) (rc), ((rc) < 0 ? errno : 0)
+static int xopen(void)
+{
+	int fd = open("/dev/iommu", O_RDWR);
+	if (fd < 0) { perror("open /dev/iommu"); exit(1); }
+	return fd;
+}
 #include <sys/stat.h>
 
 static void describe(const char *name, int fd)
