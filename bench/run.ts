@@ -134,13 +134,16 @@ function mapLazy64g(): { us: number; pinned: number } {
 
 /**
  * Through the preload shim (issue 3): ioctl_roundtrip_us, the median round trip of IOMMU_DESTROY of
- * a bad id measured by bench/c/roundtrip.c under a server in this process, and shim_map_1g_ratio,
- * 1 GiB IOAS_MAP+UNMAP through the shim (bench/c/map1g.c) ÷ the same in-process. Null when the
- * shim cannot be built here (no C compiler).
+ * a bad id measured by bench/c/roundtrip.c under a server in this process, with the server's thread
+ * and the program on different CPUs (`softiommu run --pin`); ioctl_roundtrip_unpinned_us, the same
+ * left to the scheduler (on a 2-CPU VM it sometimes puts both on one CPU and keeps them there:
+ * ~130 µs instead of ~12); and shim_map_1g_ratio, 1 GiB IOAS_MAP+UNMAP through the shim
+ * (bench/c/map1g.c) ÷ the same in-process. Null when the shim cannot be built here (no C compiler).
  */
-async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; shim_map_1g_ratio: number | null }> {
-  const none = { ioctl_roundtrip_us: null, shim_map_1g_ratio: null };
+async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl_roundtrip_unpinned_us: number | null; shim_map_1g_ratio: number | null }> {
+  const none = { ioctl_roundtrip_us: null, ioctl_roundtrip_unpinned_us: null, shim_map_1g_ratio: null };
   const { ensureNative, packageRoot, shimPath } = await import("../src/cli/native.js");
+  const { allowedCpus, formatCpuList, pinPlan } = await import("../src/cli/pin.js");
   if ((await ensureNative(true)) !== null) return none;
   const { execFileSync, spawn } = await import("node:child_process");
   const fs = await import("node:fs");
@@ -148,6 +151,10 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; shim_
   const path = await import("node:path");
   const { SoftiommuServer } = await import("../src/server/index.js");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "softiommu-bench-"));
+  const cpus = allowedCpus();
+  const plan = pinPlan(process.pid, cpus);
+  // the shim of the next program run puts this thread back on every CPU it had
+  const unpin = plan && cpus ? `${process.pid}:${formatCpuList(cpus)}:${formatCpuList(cpus)}` : null;
   try {
     const bin = (name: string): string => {
       const out = path.join(dir, name);
@@ -159,16 +166,21 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; shim_
     const sock = path.join(dir, "sock");
     const server = new SoftiommuServer();
     await server.listen(sock);
-    const runIt = (prog: string): Promise<string> =>
+    const runIt = (prog: string, pin: string | null): Promise<string> =>
       new Promise((resolve, reject) => {
-        const c = spawn(prog, [], { env: { ...process.env, LD_PRELOAD: shimPath, SOFTIOMMU_SOCKET: sock }, stdio: ["ignore", "pipe", "inherit"] });
+        const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: shimPath, SOFTIOMMU_SOCKET: sock };
+        delete env.SOFTIOMMU_PIN;
+        if (pin) env.SOFTIOMMU_PIN = pin;
+        const c = spawn(prog, [], { env, stdio: ["ignore", "pipe", "inherit"] });
         let out = "";
         c.stdout.on("data", (d: Buffer) => (out += d.toString()));
         c.once("error", reject);
         c.once("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${prog} exited with ${code}`))));
       });
-    const rtOut = await runIt(rt);
-    const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g))?.[1]);
+    const us = (out: string): number => Number(/median_us ([\d.]+)/.exec(out)?.[1]);
+    const pinned = plan ? us(await runIt(rt, plan.env)) : null;
+    const unpinned = us(await runIt(rt, unpin));
+    const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g, null))?.[1]);
     await server.close();
     // the same 1 GiB map + unmap in-process (MAP_SHARED|MAP_ANONYMOUS memory, one mock domain)
     const env = setup(true, GiB);
@@ -176,7 +188,9 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; shim_
     const xs: number[] = [];
     for (let i = 0; i < 15; i++) xs.push(timeMapUnmap(env, GiB, 1n << 24n));
     return {
-      ioctl_roundtrip_us: Number(/median_us ([\d.]+)/.exec(rtOut)?.[1]),
+      // one CPU: nothing to separate, the unpinned figure is the figure
+      ioctl_roundtrip_us: pinned ?? unpinned,
+      ioctl_roundtrip_unpinned_us: unpinned,
       shim_map_1g_ratio: +(shimMs / median(xs)).toFixed(3),
     };
   } catch (e) {

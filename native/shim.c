@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +65,7 @@ enum {
 	K_RESULT = 64, K_READY = 65,
 };
 enum { R_IMAGE_START = 0, R_FORK_CHILD = 1, R_RECONNECT = 2 };
+enum { HELLO_BELL = 1 /* HELLO.flags: we have mapped the bell file and will ring a slot */ };
 enum { W_UNMAP_PRE = 1, W_MAPPED = 2, W_DONTNEED = 3 };
 enum { F_IOMMUFD = 1, F_FAULT = 2, F_ACCESS = 3, F_FAILNTH = 4 /* shim-only: /proc/.../fail-nth (id = tid) */, F_VEVENTQ = 5 };
 
@@ -89,7 +91,52 @@ static struct ent *tab;
 static int tab_len;
 static unsigned char xbuf[MAX_PAYLOAD + 64];
 
-static long sc_getpid(void) { return syscall(SYS_getpid); }
+/*
+ * The pid, without a system call per request: cached in a MADV_WIPEONFORK page, which a fork child
+ * (by fork(), clone() or anything else) sees zeroed, so a child always asks the kernel again.
+ * Without WIPEONFORK (kernels before 4.14) every call asks.
+ */
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+struct forkpage {
+	pid_t pid;
+};
+static struct forkpage *forkpage;
+
+static long sc_getpid(void)
+{
+	if (forkpage && forkpage->pid)
+		return forkpage->pid;
+	long p = syscall(SYS_getpid);
+	if (forkpage)
+		forkpage->pid = (pid_t)p;
+	return p;
+}
+
+/* The calling thread's tid, cached per thread (and asked again in a fork child, whose pid differs). */
+static __thread pid_t tid_cache, tid_cache_pid;
+static uint32_t sc_gettid(void)
+{
+	pid_t me = (pid_t)sc_getpid();
+	if (tid_cache_pid != me) {
+		tid_cache = (pid_t)syscall(SYS_gettid);
+		tid_cache_pid = me;
+	}
+	return (uint32_t)tid_cache;
+}
+
+/*
+ * The channel's doorbell (src/server/bell.ts): the server's `<socket>.bell` file, mapped shared;
+ * our slot's first u32 is incremented after every frame sent on the channel, so that the server,
+ * polling for our next frame, reads one file instead of every socket. NULL: no bell.
+ */
+static unsigned char *bell_map;
+static uint32_t *bell_ctr;
+#define BELL_SLOTS 64
+#define BELL_SLOT_BYTES 64
+
+static void ring(int fd);
 
 /* ---------------------------------------------------------------- fd table */
 
@@ -184,7 +231,7 @@ static int recv_all(int fd, void *buf, size_t len)
  * Wait a little for an answer by polling before blocking: the server usually answers within tens
  * of microseconds, and a blocked process takes about as long again to be woken up.
  */
-#define SPIN_NS 150000
+#define SPIN_NS 1000000
 static void spin_until_readable(int fd)
 {
 	struct timespec t0, t;
@@ -218,12 +265,77 @@ static int send_frame(int fd, uint32_t kind, const void *payload, uint32_t len)
 	return send_all(fd, payload, len);
 }
 
+/*
+ * Read-ahead on the channel: the server sends one frame at a time there and then waits for us, so
+ * reading up to sizeof(ra) bytes at once never takes more than that frame, and a small RESULT
+ * costs one recvfrom instead of three. Only for the channel: file sockets carry READY frames that
+ * must stay in the socket (they are what poll() sees).
+ */
+static unsigned char ra[256];
+static uint32_t ra_off, ra_len;
+static int ra_fd = -1;
+
+static void ra_reset(void)
+{
+	ra_fd = -1;
+	ra_off = ra_len = 0;
+}
+
+/* Exactly len bytes of fd's stream: what the read-ahead holds first, then the socket. */
+static int take(int fd, void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	if (fd == ra_fd && ra_off < ra_len) {
+		size_t k = ra_len - ra_off < len ? ra_len - ra_off : len;
+		memcpy(p, ra + ra_off, k);
+		ra_off += (uint32_t)k;
+		p += k;
+		len -= k;
+	}
+	return len ? recv_all(fd, p, len) : 0;
+}
+
+/* The next frame's header: spin a while (the answer usually comes within microseconds), then block. */
+static int next_header(int fd, uint32_t h[2])
+{
+	if (fd != chan) {
+		spin_until_readable(fd);
+		return recv_all(fd, h, 8);
+	}
+	if (ra_fd != fd || ra_off == ra_len) {
+		ra_fd = fd;
+		ra_off = ra_len = 0;
+		struct timespec t0, t;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (unsigned i = 1;; i++) {
+			int flags = MSG_DONTWAIT;
+			if ((i & 15) == 0) {
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > SPIN_NS)
+					flags = 0;
+			}
+			long n = syscall(SYS_recvfrom, fd, ra, sizeof(ra), flags, NULL, NULL);
+			if (n > 0) {
+				ra_len = (uint32_t)n;
+				break;
+			}
+			if (n == 0) {
+				errno = ECONNRESET;
+				return -1;
+			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				return -1;
+		}
+	}
+	return take(fd, h, 8);
+}
+
 static int skip_bytes(int fd, uint32_t n)
 {
 	unsigned char junk[256];
 	while (n) {
 		uint32_t k = n < sizeof(junk) ? n : (uint32_t)sizeof(junk);
-		if (recv_all(fd, junk, k) < 0)
+		if (take(fd, junk, k) < 0)
 			return -1;
 		n -= k;
 	}
@@ -340,6 +452,32 @@ static void serve_maps(int fd, uint64_t addr, uint64_t len)
 static int install_fd(int fd, const unsigned char *p);
 static void close_fd(int fd, const unsigned char *p);
 
+/* Tell the server's doorbell that a frame went out on the channel. */
+static void ring(int fd)
+{
+	if (fd == chan && bell_ctr)
+		__atomic_fetch_add(bell_ctr, 1, __ATOMIC_RELEASE);
+}
+
+/* Map the server's bell file (once per process image; fork children share the mapping). Locked. */
+static void map_bell(void)
+{
+	if (bell_map)
+		return;
+	char path[sizeof(srv_addr.sun_path) + 8];
+	snprintf(path, sizeof(path), "%s.bell", srv_addr.sun_path);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	struct stat st;
+	if (syscall(SYS_fstat, fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= BELL_SLOTS * BELL_SLOT_BYTES) {
+		void *m = (void *)syscall(SYS_mmap, NULL, BELL_SLOTS * BELL_SLOT_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m != MAP_FAILED)
+			bell_map = m;
+	}
+	syscall(SYS_close, fd);
+}
+
 /*
  * Send one request on fd and serve the server's requests until its RESULT. Returns the result
  * (>= 0, or -errno). extra/extra_max receive the RESULT's bytes after the i64. -EIO when the
@@ -349,17 +487,17 @@ static int64_t request(int fd, uint32_t kind, const void *payload, uint32_t len,
 {
 	if (send_frame(fd, kind, payload, len) < 0)
 		goto broken;
+	ring(fd);
 	for (;;) {
 		uint32_t h[2];
-		spin_until_readable(fd);
-		if (recv_all(fd, h, 8) < 0)
+		if (next_header(fd, h) < 0)
 			goto broken;
 		uint32_t n = h[0], k = h[1];
 		if (n > MAX_PAYLOAD)
 			goto broken;
 		switch (k) {
 		case K_RESULT: {
-			if (n < 8 || recv_all(fd, xbuf, n) < 0)
+			if (n < 8 || take(fd, xbuf, n) < 0)
 				goto broken;
 			int64_t ret;
 			memcpy(&ret, xbuf, 8);
@@ -369,7 +507,7 @@ static int64_t request(int fd, uint32_t kind, const void *payload, uint32_t len,
 		}
 		case K_READ_MEM: {
 			unsigned char q[16];
-			if (n != 16 || recv_all(fd, q, 16) < 0)
+			if (n != 16 || take(fd, q, 16) < 0)
 				goto broken;
 			uint64_t addr = get64(q);
 			uint32_t want = get32(q + 8);
@@ -387,7 +525,7 @@ static int64_t request(int fd, uint32_t kind, const void *payload, uint32_t len,
 			break;
 		}
 		case K_WRITE_MEM: {
-			if (n < 8 || recv_all(fd, xbuf, n) < 0)
+			if (n < 8 || take(fd, xbuf, n) < 0)
 				goto broken;
 			unsigned char a[8] = { 0 };
 			put32(a, mem_write(get64(xbuf), xbuf + 8, n - 8) < 0 ? EFAULT : 0);
@@ -397,14 +535,14 @@ static int64_t request(int fd, uint32_t kind, const void *payload, uint32_t len,
 		}
 		case K_MAPS: {
 			unsigned char q[16];
-			if (n != 16 || recv_all(fd, q, 16) < 0)
+			if (n != 16 || take(fd, q, 16) < 0)
 				goto broken;
 			serve_maps(fd, get64(q), get64(q + 8));
 			break;
 		}
 		case K_INSTALL_FD: {
 			unsigned char q[24];
-			if (n != 24 || recv_all(fd, q, 24) < 0)
+			if (n != 24 || take(fd, q, 24) < 0)
 				goto broken;
 			unsigned char a[8] = { 0 };
 			put32(a, (uint32_t)install_fd(fd, q));
@@ -414,7 +552,7 @@ static int64_t request(int fd, uint32_t kind, const void *payload, uint32_t len,
 		}
 		case K_CLOSE_FD: {
 			unsigned char q[8];
-			if (n != 8 || recv_all(fd, q, 8) < 0)
+			if (n != 8 || take(fd, q, 8) < 0)
 				goto broken;
 			close_fd(fd, q);
 			break;
@@ -424,9 +562,11 @@ static int64_t request(int fd, uint32_t kind, const void *payload, uint32_t len,
 				goto broken;
 			break;
 		}
+		ring(fd); /* every case but RESULT answered with a frame */
 	}
 broken:
 	if (fd == chan) {
+		ra_reset();
 		syscall(SYS_close, chan);
 		chan = -1;
 		hello_reason = R_RECONNECT;
@@ -532,14 +672,23 @@ static int ensure_channel(void)
 	put32(p + 8, (uint32_t)syscall(SYS_getppid));
 	put32(p + 12, (uint32_t)hello_reason);
 	put32(p + 16, (uint32_t)syscall(SYS_geteuid));
+	map_bell();
+	put32(p + 20, bell_map ? HELLO_BELL : 0);
 	put64(p + 24, cap_effective());
 	put64(p + 32, rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur);
-	if (request(chan, K_HELLO, p, sizeof(p), NULL, 0) < 0) {
+	ra_reset();
+	bell_ctr = NULL;
+	unsigned char slot[4];
+	memset(slot, 0xff, sizeof(slot));
+	if (request(chan, K_HELLO, p, sizeof(p), slot, sizeof(slot)) < 0) {
 		if (chan >= 0)
 			syscall(SYS_close, chan);
 		chan = -1;
 		return -1;
 	}
+	uint32_t sl = get32(slot);
+	if (sl < BELL_SLOTS && bell_map)
+		bell_ctr = (uint32_t *)(bell_map + (size_t)sl * BELL_SLOT_BYTES);
 	hello_reason = R_RECONNECT;
 	return 0;
 }
@@ -608,6 +757,54 @@ static void range_report(uint32_t what, uint64_t addr, uint64_t len)
 
 /* ---------------------------------------------------------------- constructor / destructor */
 
+/* "0-2,5" -> set; 0 when the list is malformed or empty. */
+static int parse_cpulist(const char *s, const char *end, cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	int any = 0;
+	while (s < end) {
+		char *e;
+		long a = strtol(s, &e, 10), b = a;
+		if (e == s || a < 0 || a >= CPU_SETSIZE)
+			return 0;
+		s = e;
+		if (s < end && *s == '-') {
+			b = strtol(s + 1, &e, 10);
+			if (e == s + 1 || b < a || b >= CPU_SETSIZE)
+				return 0;
+			s = e;
+		}
+		for (long c = a; c <= b; c++)
+			CPU_SET((int)c, set);
+		any = 1;
+		if (s < end && *s != ',')
+			return 0;
+		if (s < end)
+			s++;
+	}
+	return any;
+}
+
+/*
+ * SOFTIOMMU_PIN=SERVER_TID:SERVER_CPUS:PROGRAM_CPUS (softiommu run --pin): put the server's main
+ * thread and this program on different CPUs. When the two share a CPU, the one that polls keeps
+ * the other from running; and once a wake-up has put them together the scheduler tends to keep
+ * them there (see README, "Latency"). Best effort: a failure leaves the affinities as they were.
+ */
+static void apply_pin(const char *spec)
+{
+	const char *c1 = strchr(spec, ':');
+	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (!c1 || !c2)
+		return;
+	long tid = strtol(spec, NULL, 10);
+	cpu_set_t srv, prog;
+	if (tid <= 0 || !parse_cpulist(c1 + 1, c2, &srv) || !parse_cpulist(c2 + 1, c2 + strlen(c2), &prog))
+		return;
+	syscall(SYS_sched_setaffinity, (pid_t)tid, sizeof(srv), &srv);
+	syscall(SYS_sched_setaffinity, 0, sizeof(prog), &prog);
+}
+
 __attribute__((constructor)) static void shim_init(void)
 {
 	const char *p = getenv("SOFTIOMMU_SOCKET");
@@ -622,6 +819,16 @@ __attribute__((constructor)) static void shim_init(void)
 	srv_addr.sun_family = AF_UNIX;
 	memcpy(srv_addr.sun_path, p, n + 1);
 	srv_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	void *fp = (void *)syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fp != MAP_FAILED) {
+		if (syscall(SYS_madvise, fp, 4096, MADV_WIPEONFORK) == 0)
+			forkpage = fp;
+		else
+			syscall(SYS_munmap, fp, 4096);
+	}
+	const char *pin = getenv("SOFTIOMMU_PIN");
+	if (pin && *pin)
+		apply_pin(pin);
 	enabled = 1;
 }
 
@@ -669,7 +876,7 @@ static uint32_t failnth_path(const char *path)
 		return 0;
 	const char *q = path + 6;
 	if (strcmp(q, "thread-self/fail-nth") == 0)
-		return (uint32_t)syscall(SYS_gettid);
+		return sc_gettid();
 	if (strncmp(q, "self/", 5) == 0) {
 		q += 5;
 	} else {
@@ -855,7 +1062,7 @@ static int emu_open(int which, int flags)
 	put32(p + 8, (uint32_t)s);
 	put32(p + 12, (uint32_t)flags);
 	put32(p + 16, (uint32_t)which);
-	put32(p + 20, (uint32_t)syscall(SYS_gettid)); /* the opening thread (fail-nth) */
+	put32(p + 20, sc_gettid()); /* the opening thread (fail-nth) */
 	unsigned char x[8] = { 0 };
 	int64_t r = request(s, K_OPEN, p, 24, x, 8);
 	if (r < 0) {
@@ -967,10 +1174,23 @@ EXPORT int ioctl(int fd, unsigned long request_nr, ...)
 	uint32_t plen = 0;
 	/* the bytes copy_struct_from_user reads: the u32 size, then that many (for ';' ioctls) */
 	if (((cmd >> 8) & 0xff) == IOMMUFD_TYPE && arg) {
+		/* one read for the usual small struct: up to 256 bytes, not past arg's page (the same
+		 * page is readable all or nothing); a second one only when the struct is longer */
+		uint32_t first = 4096 - (uint32_t)(arg & 4095);
+		if (first > 256)
+			first = 256;
 		uint32_t size;
-		if (mem_read(arg, &size, 4) == 0) {
+		int have = 0;
+		if (first >= 4 && mem_read(arg, p + 32, first) == 0) {
+			memcpy(&size, p + 32, 4);
+			have = 1;
+		} else if (first < 4 && mem_read(arg, &size, 4) == 0) {
+			first = 0;
+			have = 1;
+		}
+		if (have) {
 			plen = size < 4 ? 4 : size > PREFETCH_MAX ? PREFETCH_MAX : size;
-			if (mem_read(arg, p + 32, plen) < 0) {
+			if (plen > first && mem_read(arg, p + 32, plen) < 0) {
 				memcpy(p + 32, &size, 4);
 				plen = 4;
 			}
@@ -979,7 +1199,7 @@ EXPORT int ioctl(int fd, unsigned long request_nr, ...)
 	put64(p, e.id);
 	put64(p + 8, arg);
 	put32(p + 16, (uint32_t)fd);
-	put32(p + 20, (uint32_t)syscall(SYS_gettid));
+	put32(p + 20, sc_gettid());
 	put32(p + 24, cmd);
 	put32(p + 28, plen);
 	int64_t r = request(chan, K_IOCTL, p, 32 + plen, NULL, 0);
@@ -1481,6 +1701,8 @@ EXPORT pid_t fork(void)
 		if (chan >= 0)
 			syscall(SYS_close, chan); /* the parent's; ours is made on first use */
 		chan = -1;
+		bell_ctr = NULL; /* the parent's slot */
+		ra_reset();
 		hello_reason = R_FORK_CHILD;
 		return 0;
 	}

@@ -50,15 +50,31 @@ export class IommuError extends Error {
   out?: unknown;
   constructor(code: ErrnoName, reason: string) {
     super(`${code}: ${reason}`);
-    this.name = "IommuError";
     this.code = code;
     this.errno = Errno[code];
   }
 }
+IommuError.prototype.name = "IommuError";
 
-/** Throw an IommuError. Written as a function so that checks read as one line. */
+/** The fields an IommuError is made of (what fail() sets when it skips the constructor). */
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * Throw an IommuError. Written as a function so that checks read as one line.
+ *
+ * When stack traces are off (Error.stackTraceLimit = 0: the socket server runs requests that way,
+ * since a failing ioctl is a normal answer there) the error is made without running Error's
+ * constructor, which costs about 0.7 µs even with no frames to capture — as much as a whole cheap
+ * ioctl. It is the same object otherwise: IommuError's prototype (so instanceof IommuError and
+ * instanceof Error hold), message, code and errno; only `stack` is absent.
+ */
 export function fail(code: ErrnoName, reason: string): never {
-  throw new IommuError(code, reason);
+  if (Error.stackTraceLimit !== 0) throw new IommuError(code, reason);
+  const e = Object.create(IommuError.prototype) as Mutable<IommuError>;
+  e.message = `${code}: ${reason}`;
+  e.code = code;
+  e.errno = Errno[code];
+  throw e as IommuError;
 }
 
 /** An internal inconsistency: a bug in softiommu, never a user error. */

@@ -38,6 +38,17 @@ export function asTask<T>(task: FailNth | null, fn: () => T): T {
   }
 }
 
+/**
+ * Make `task` current and return the one it replaces, for a caller that restores it itself (the
+ * socket server's request path, which avoids a try/finally per layer: an exception passing through
+ * one costs about as much as the throw).
+ */
+export function swapTask(task: FailNth | null): FailNth | null {
+  const prev = current;
+  current = task;
+  return prev;
+}
+
 /** The current task's counter, if any. */
 export function currentTask(): FailNth | null {
   return current;

@@ -20,6 +20,7 @@ import { CAPABILITIES, defaultSocketPath, SoftiommuServer, type Capability, type
 import { frame, Kind } from "../server/protocol.js";
 import { ensureNative, examplePath, shimPath } from "./native.js";
 import { formatSummary } from "./summary.js";
+import { pinPlan } from "./pin.js";
 import { SCENARIOS, findScenario } from "../guest/scenarios.js";
 import { formatReport, runScenario } from "../guest/scenario.js";
 
@@ -105,6 +106,7 @@ interface RunOpts {
   summaryJson?: string;
   quiet?: boolean;
   verbose?: boolean;
+  pin?: boolean;
 }
 
 async function run(argv: string[], opts: RunOpts): Promise<number> {
@@ -126,10 +128,14 @@ async function run(argv: string[], opts: RunOpts): Promise<number> {
   });
   await server.listen(sock);
   const preload = [shimPath, ...(process.env.LD_PRELOAD ? [process.env.LD_PRELOAD] : [])].join(":");
-  const child = spawn(prog, args, {
-    stdio: "inherit",
-    env: { ...process.env, LD_PRELOAD: preload, SOFTIOMMU_SOCKET: sock },
-  });
+  const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: preload, SOFTIOMMU_SOCKET: sock };
+  delete env.SOFTIOMMU_PIN;
+  if (opts.pin) {
+    const plan = pinPlan(process.pid);
+    if (plan) env.SOFTIOMMU_PIN = plan.env;
+    else process.stderr.write("softiommu run: --pin needs at least two CPUs; running unpinned\n");
+  }
+  const child = spawn(prog, args, { stdio: "inherit", env });
   const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
   process.on("SIGINT", forward);
   process.on("SIGTERM", forward);
@@ -202,6 +208,7 @@ program
   .option("--summary-json <file>", "also write the summary as JSON", positiveFile)
   .option("-q, --quiet", "no summary on stderr")
   .option("-v, --verbose", "log dropped clients and internal errors")
+  .option("--pin", "run the server on one CPU and the program on the others (steadier ioctl latency; the program sees one CPU fewer)")
   .passThroughOptions()
   .action(async (argv: string[], o: RunOpts) => {
     process.exitCode = await run(argv, o);

@@ -10,6 +10,7 @@
  */
 import fs from "node:fs";
 import type net from "node:net";
+import type { BellSlot } from "./bell.js";
 import { HEADER, MAX_PAYLOAD, ProtocolError, type Frame } from "./protocol.js";
 
 /** The peer went away (EOF, reset) or stopped answering in time. */
@@ -40,6 +41,9 @@ function quietly<T>(fn: () => T): T | { code: string } {
   }
 }
 
+/** How long waitFrame polls before it starts sleeping between polls (ms). */
+const SPIN_MS = 0.3;
+
 let nextConnId = 1;
 
 export type Role = "new" | "channel" | "file" | "closed";
@@ -52,6 +56,8 @@ export class Conn {
   eof = false;
   /** We closed our end (the socket is destroyed; never touch fd again). */
   closed = false;
+  /** This channel's doorbell slot (see bell.ts), when it has one. */
+  bell: BellSlot | null = null;
   private buf: Buffer = Buffer.alloc(0);
   private readonly scratch = Buffer.allocUnsafe(64 * 1024);
 
@@ -98,20 +104,25 @@ export class Conn {
     return "eof";
   }
 
-  /** Block until a whole frame is buffered. Throws ClientGone on EOF or after timeoutMs. */
+  /**
+   * Block until a whole frame is buffered. Throws ClientGone on EOF or after timeoutMs. With a
+   * doorbell the socket is read only when the bell rang (and every 32nd poll regardless, in case
+   * a ring went unseen); without one every poll is a socket read.
+   */
   waitFrame(timeoutMs: number): Frame {
-    let spins = 0;
+    const t0 = performance.now();
+    let polls = 0;
     let nap = 0.01;
-    let deadline = 0;
     for (;;) {
       const f = this.nextFrame();
       if (f) return f;
-      const r = this.fill();
+      const look = this.bell === null || this.bell.rang() || (++polls & 31) === 0;
+      const r = look ? this.fill() : "none";
       if (r === "data") continue;
       if (r === "eof") throw new ClientGone("peer closed the connection");
-      if (++spins < 64) continue;
-      if (deadline === 0) deadline = performance.now() + timeoutMs;
-      else if (performance.now() > deadline) throw new ClientGone(`no answer within ${timeoutMs} ms`);
+      const waited = performance.now() - t0;
+      if (waited < SPIN_MS) continue;
+      if (waited > timeoutMs) throw new ClientGone(`no answer within ${timeoutMs} ms`);
       sleepMs(nap);
       nap = Math.min(nap * 2, 2);
     }
@@ -155,6 +166,8 @@ export class Conn {
     if (this.closed) return;
     this.closed = true;
     this.role = "closed";
+    this.bell?.release();
+    this.bell = null;
     this.buf = Buffer.alloc(0);
     this.sock.destroy();
   }

@@ -62,6 +62,12 @@ export const enum HelloReason {
   RECONNECT = 2,
 }
 
+/** HELLO.flags (u32 at offset 20) */
+export const enum HelloFlag {
+  /** The shim mapped the bell file (bell.ts) and will ring the slot the RESULT names. */
+  BELL = 1,
+}
+
 /** RANGE.what */
 export const enum RangeWhat {
   /** About to unmap [addr, addr+len) (munmap, mremap's old range, MAP_FIXED over it). */
@@ -149,6 +155,15 @@ export function frame(kind: number, payload: Uint8Array = new Uint8Array(0)): Bu
 
 /** RESULT {i64 ret, extra bytes}. */
 export function resultFrame(ret: number | bigint, extra?: Uint8Array): Buffer {
+  if (typeof ret === "number" && !extra && Number.isSafeInteger(ret)) {
+    // the common answer, built in place (no BigInt, one buffer)
+    const b = Buffer.allocUnsafe(HEADER + 8);
+    b.writeUInt32LE(8, 0);
+    b.writeUInt32LE(Kind.RESULT, 4);
+    b.writeUInt32LE(ret >>> 0, 8);
+    b.writeInt32LE(Math.floor(ret / 0x100000000), 12);
+    return b;
+  }
   const p = Buffer.alloc(8 + (extra?.length ?? 0));
   p.writeBigInt64LE(BigInt(ret), 0);
   if (extra) p.set(extra, 8);

@@ -9,7 +9,7 @@
  * answering is dropped; its memory accesses fail with EFAULT so the call unwinds as a failing call
  * would, and the files it held are released when their sockets report EOF.
  */
-import { asTask, FailNth, shouldFail } from "../fail-nth.js";
+import { asTask, FailNth, shouldFail, swapTask } from "../fail-nth.js";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -18,9 +18,11 @@ import { openIommufd, type IommufdCtx } from "../iommufd/context.js";
 import { FdTable, fdTableOf, type IommufdFile } from "../iommufd/files.js";
 import { Host, MMAP_MIN_ADDR, PAGE_SIZE, TASK_SIZE } from "../mm/index.js";
 import { decode, ioctlFor, VFIO_IOCTLS, dispatchIoctl, type Profile, type StructLayout, type UObject } from "../uapi/index.js";
+import { Bell, BellSlot, BELL_SUFFIX } from "./bell.js";
 import { ClientGone, Conn } from "./conn.js";
 import { parseMaps, Mirror, Mirrors, withCaps, type Capability, type Creds } from "./mirror.js";
 import {
+  HelloFlag,
   checkFrame,
   FailNthOp,
   FileKind,
@@ -139,6 +141,8 @@ export interface ServerStats {
   memWriteBytes: number;
   mapsQueries: number;
   filesLive: number;
+  /** Open channels whose shim rings a doorbell slot (bell.ts). */
+  channelsWithBell: number;
 }
 
 export class SoftiommuServer {
@@ -147,6 +151,8 @@ export class SoftiommuServer {
   readonly profile: Profile;
   private readonly opts: ServerOptions;
   private srv: net.Server | null = null;
+  /** The channels' doorbell file (bell.ts); null when it could not be created. */
+  private bell: Bell | null = null;
   socketPath = "";
   private readonly conns = new Set<Conn>();
   private readonly channelMirror = new Map<Conn, Mirror>();
@@ -222,6 +228,7 @@ export class SoftiommuServer {
       // not there
     }
     this.socketPath = sockPath;
+    this.bell = Bell.create(sockPath + BELL_SUFFIX);
     const srv = net.createServer({ allowHalfOpen: false }, (s) => this.accept(s));
     this.srv = srv;
     this.timer = setInterval(() => this.housekeeping(), 250);
@@ -250,6 +257,8 @@ export class SoftiommuServer {
     } catch {
       // gone
     }
+    this.bell?.close();
+    this.bell = null;
   }
 
   /** Resolves when no request is running and no frame is waiting. */
@@ -325,19 +334,26 @@ export class SoftiommuServer {
 
   /**
    * Poll the channels for up to LINGER_US after answering on `last`; true when bytes (or an EOF)
-   * arrived on one of them. Only with a few channels: each poll is a read on every one.
+   * arrived on one of them. Channels with a doorbell cost one pread per poll together; each one
+   * without costs a socket read, so with more than LINGER_MAX_UNBELLED of those we do not linger.
    */
   private linger(last: Conn): boolean {
     if (last.closed || last.role !== "channel") return false;
-    const chans: Conn[] = [];
+    const belled: Conn[] = [];
+    const plain: Conn[] = [];
     for (const c of this.conns) {
       if (c.role !== "channel" || c.closed || c.eof || this.busy.has(c)) continue;
-      if (chans.length === LINGER_MAX_CHANNELS) return false;
-      chans.push(c);
+      if (c.bell) belled.push(c);
+      else if (plain.length === LINGER_MAX_UNBELLED) return false;
+      else plain.push(c);
     }
     const t0 = performance.now();
     for (let i = 1; ; i++) {
-      for (const c of chans) if (c.fill() !== "none") return true;
+      if (belled.length) {
+        this.bell?.poll();
+        for (const c of belled) if (c.bell?.rang(true) && c.fill() !== "none") return true;
+      }
+      for (const c of plain) if (c.fill() !== "none") return true;
       if ((i & 7) === 0 && performance.now() - t0 > LINGER_US / 1000) return false;
     }
   }
@@ -474,7 +490,11 @@ export class SoftiommuServer {
     c.role = "channel";
     this.channelMirror.set(c, m);
     this.channelCreds.set(c, creds);
-    c.send(resultFrame(0));
+    if (!c.bell && this.bell && p.readUInt32LE(20) & HelloFlag.BELL) {
+      const slot = this.bell.alloc();
+      if (slot >= 0) c.bell = new BellSlot(this.bell, slot);
+    }
+    c.send(resultFrame(0, new Writer(4).u32(c.bell ? c.bell.slot : 0xffffffff).buffer));
   }
 
   private forkMirror(parent: Mirror, pid: number, creds: Creds): Mirror {
@@ -625,6 +645,7 @@ export class SoftiommuServer {
 
   /** EOFs of the caller's children first: a parent that waited for its child sees it gone. */
   private sweepChildren(m: Mirror): void {
+    if (m.children.size === 0) return;
     for (const ch of [...m.children]) {
       const c = ch.channel;
       if (!c) continue;
@@ -639,7 +660,7 @@ export class SoftiommuServer {
       conn: c,
       ctx,
       cacheAddr: addr <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(addr) : -1,
-      cache: cache.slice(),
+      cache: new Uint8Array(cache), // a copy (Buffer.prototype.slice would be a view)
       cacheWritten: false,
       gone: false,
       learnedAll: false,
@@ -656,7 +677,7 @@ export class SoftiommuServer {
     const request = p.readUInt32LE(24);
     const plen = p.readUInt32LE(28);
     if (32 + plen !== p.length) throw new ProtocolError("IOCTL prefetch length mismatch");
-    const prefetch = new Uint8Array(p.subarray(32));
+    const prefetch = p.subarray(32); // the frame's own bytes (begin() takes a copy to serve reads from)
     const s = this.files.get(fileId);
     const t0 = performance.now();
     this.st.ioctls++;
@@ -669,10 +690,13 @@ export class SoftiommuServer {
     else {
       const ctx = s.ctx;
       cur = this.begin(m, c, ctx, arg, prefetch);
+      // ctx.as(m.proc, ...) and asTask(thread, ...) by hand: one catch here instead of a
+      // try/finally per layer for the error of every failing ioctl to pass through
+      const prevCaller = ctx.caller;
+      const prevTask = swapTask(this.failNth.get(tid) ?? null);
+      ctx.caller = m.proc;
       try {
-        ret = asTask(this.failNth.get(tid) ?? null, () => ctx.as(m.proc, (x) => dispatchIoctl(x, request, arg, { profile: this.profile })).ret);
-        // a counter that fired reads 0 like an absent one: forget it
-        if (this.failNth.get(tid)?.remaining === 0) this.failNth.delete(tid);
+        ret = dispatchIoctl(ctx, request, arg, { profile: this.profile }).ret;
       } catch (e) {
         if (e instanceof IommuError) ret = -e.errno;
         else {
@@ -680,11 +704,17 @@ export class SoftiommuServer {
           this.log(`softiommu: internal error in ${name}: ${(e as Error).stack ?? String(e)}`);
           ret = -Errno.EIO;
         }
-      } finally {
-        this.cur = null;
       }
-      this.countObjects(ctx);
-      if (ret >= 0) this.countMapped(request, prefetch);
+      ctx.caller = prevCaller;
+      swapTask(prevTask);
+      this.cur = null;
+      // a counter that fired reads 0 like an absent one: forget it
+      if (this.failNth.get(tid)?.remaining === 0) this.failNth.delete(tid);
+      // a failing call creates nothing
+      if (ret >= 0) {
+        this.countObjects(ctx);
+        this.countMapped(request, prefetch);
+      }
     }
     if (ret < 0) mapCount(this.st.errnos, errnoName(-ret));
     this.st.pinnedPeakFrames = Math.max(this.st.pinnedPeakFrames, this.host.phys.framesPinned);
@@ -1207,13 +1237,14 @@ export class SoftiommuServer {
       memWriteBytes: st.memWriteBytes,
       mapsQueries: st.mapsQueries,
       filesLive: this.files.size,
+      channelsWithBell: [...this.conns].filter((c) => c.bell !== null && !c.closed).length,
     };
   }
 }
 
 /** How long the server polls a channel for its next request after answering one (µs). */
 const LINGER_US = 100;
-const LINGER_MAX_CHANNELS = 4;
+const LINGER_MAX_UNBELLED = 4;
 
 const FIRST_KINDS: ReadonlySet<number> = new Set([Kind.HELLO, Kind.OPEN, Kind.ATTACH, Kind.STATS]);
 const FILE_KINDS: ReadonlySet<number> = new Set([Kind.IDENTIFY]);

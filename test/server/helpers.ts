@@ -69,10 +69,15 @@ export interface RunResult {
 }
 
 /** Run a program with the shim preloaded against the server at sock. */
-export function run(sock: string, prog: string, args: string[] = [], opts: { stdin?: string; timeoutMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<RunResult> {
+export function run(
+  sock: string,
+  prog: string,
+  args: string[] = [],
+  opts: { stdin?: string; timeoutMs?: number; onSpawn?: (pid: number) => void; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(prog, args, {
-      env: { ...process.env, LD_PRELOAD: shimPath, SOFTIOMMU_SOCKET: sock },
+      env: { ...process.env, ...opts.env, LD_PRELOAD: shimPath, SOFTIOMMU_SOCKET: sock },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";
@@ -82,6 +87,7 @@ export function run(sock: string, prog: string, args: string[] = [], opts: { std
     const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
     child.once("error", reject);
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);
+    child.stdin.on("error", () => {}); // EPIPE: the program exited without reading its input
     child.stdin.end(opts.stdin ?? "");
     child.once("close", (code, signal) => {
       clearTimeout(timer);
