@@ -134,14 +134,15 @@ function mapLazy64g(): { us: number; pinned: number } {
 
 /**
  * Through the preload shim (issue 3): ioctl_roundtrip_us, the median round trip of IOMMU_DESTROY of
- * a bad id measured by bench/c/roundtrip.c under a server in this process, with the server's thread
- * and the program on different CPUs (`softiommu run --pin`); ioctl_roundtrip_unpinned_us, the same
- * left to the scheduler (on a 2-CPU VM it sometimes puts both on one CPU and keeps them there:
- * ~130 µs instead of ~12); and shim_map_1g_ratio, 1 GiB IOAS_MAP+UNMAP through the shim
- * (bench/c/map1g.c) ÷ the same in-process. Null when the shim cannot be built here (no C compiler).
+ * a bad id measured by bench/c/roundtrip.c under a server in this process, placed by the scheduler
+ * as `softiommu run` leaves it; ioctl_roundtrip_pinned_us, the same with the server's thread and the
+ * program on different CPUs (`softiommu run --pin`: on a loaded 2-CPU VM the scheduler sometimes
+ * puts both on one CPU and keeps them there, ~130 µs instead of ~15); and shim_map_1g_ratio,
+ * 1 GiB IOAS_MAP+UNMAP through the shim (bench/c/map1g.c) ÷ the same in-process. Null when the
+ * shim cannot be built here (no C compiler); the pinned figure is null with one CPU.
  */
-async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl_roundtrip_unpinned_us: number | null; shim_map_1g_ratio: number | null }> {
-  const none = { ioctl_roundtrip_us: null, ioctl_roundtrip_unpinned_us: null, shim_map_1g_ratio: null };
+async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl_roundtrip_pinned_us: number | null; shim_map_1g_ratio: number | null }> {
+  const none = { ioctl_roundtrip_us: null, ioctl_roundtrip_pinned_us: null, shim_map_1g_ratio: null };
   const { ensureNative, packageRoot, shimPath } = await import("../src/cli/native.js");
   const { allowedCpus, formatCpuList, pinPlan } = await import("../src/cli/pin.js");
   if ((await ensureNative(true)) !== null) return none;
@@ -178,9 +179,10 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl
         c.once("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${prog} exited with ${code}`))));
       });
     const us = (out: string): number => Number(/median_us ([\d.]+)/.exec(out)?.[1]);
+    const unpinned = us(await runIt(rt, null));
     const pinned = plan ? us(await runIt(rt, plan.env)) : null;
-    const unpinned = us(await runIt(rt, unpin));
-    const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g, null))?.[1]);
+    // (its shim puts this thread back on all its CPUs first)
+    const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g, unpin))?.[1]);
     await server.close();
     // the same 1 GiB map + unmap in-process (MAP_SHARED|MAP_ANONYMOUS memory, one mock domain)
     const env = setup(true, GiB);
@@ -188,9 +190,8 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl
     const xs: number[] = [];
     for (let i = 0; i < 15; i++) xs.push(timeMapUnmap(env, GiB, 1n << 24n));
     return {
-      // one CPU: nothing to separate, the unpinned figure is the figure
-      ioctl_roundtrip_us: pinned ?? unpinned,
-      ioctl_roundtrip_unpinned_us: unpinned,
+      ioctl_roundtrip_us: unpinned,
+      ioctl_roundtrip_pinned_us: pinned,
       shim_map_1g_ratio: +(shimMs / median(xs)).toFixed(3),
     };
   } catch (e) {

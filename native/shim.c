@@ -231,7 +231,7 @@ static int recv_all(int fd, void *buf, size_t len)
  * Wait a little for an answer by polling before blocking: the server usually answers within tens
  * of microseconds, and a blocked process takes about as long again to be woken up.
  */
-#define SPIN_NS 1000000
+#define SPIN_NS 150000
 static void spin_until_readable(int fd)
 {
 	struct timespec t0, t;
