@@ -459,26 +459,46 @@ export class PhysMem {
     return this.refCount(pfn) + this.pinCount(pfn) > 0;
   }
 
-  private inc(arr: Int32Array, pfn: number, count: number): void {
+  /**
+   * +1 on `arr` (pin or reference counts) for count frames. One pass, each count read once: this
+   * runs for every page of every IOAS_MAP (pin) and of every mmap'ed range (ref).
+   */
+  private inc(arr: Int32Array, other: Int32Array, isPin: boolean, pfn: number, count: number): void {
     const i0 = this.idx(pfn, count);
-    const other = arr === this.pinCnt ? this.refCnt : this.pinCnt;
-    for (let i = i0; i < i0 + count; i++) {
-      if (arr[i] === 0 && other[i] === 0) this.inUse++;
-      arr[i]++;
+    const end = i0 + count;
+    let becameHeld = 0;
+    let becamePinned = 0;
+    for (let i = i0; i < end; i++) {
+      const a = arr[i];
+      if (a === 0) {
+        becamePinned++;
+        if (other[i] === 0) becameHeld++;
+      }
+      arr[i] = a + 1;
     }
-    if (arr === this.pinCnt) for (let i = i0; i < i0 + count; i++) if (arr[i] === 1) this.pinned++;
+    this.inUse += becameHeld;
+    if (isPin) this.pinned += becamePinned;
   }
 
-  private dec(arr: Int32Array, pfn: number, count: number, what: string): void {
+  /** -1 on `arr` for count frames; frames neither pinned nor referenced any more are released. */
+  private dec(arr: Int32Array, other: Int32Array, isPin: boolean, pfn: number, count: number, what: string): void {
     const i0 = this.idx(pfn, count);
-    const other = arr === this.pinCnt ? this.refCnt : this.pinCnt;
+    const end = i0 + count;
     let runStart = -1;
-    for (let i = i0; i < i0 + count; i++) {
-      if (arr[i] <= 0) assert(false, `${what} of frames that are not held (pfn ${pfn} +${count})`);
-      arr[i]--;
-      if (arr[i] === 0 && arr === this.pinCnt) this.pinned--;
-      const freed = arr[i] === 0 && other[i] === 0;
-      if (freed) {
+    let zeroed = 0;
+    for (let i = i0; i < end; i++) {
+      const a = arr[i] - 1;
+      if (a < 0) assert(false, `${what} of frames that are not held (pfn ${pfn} +${count})`);
+      arr[i] = a;
+      if (a !== 0) {
+        if (runStart >= 0) {
+          this.release(runStart + FIRST_PFN, i - runStart);
+          runStart = -1;
+        }
+        continue;
+      }
+      zeroed++;
+      if (other[i] === 0) {
         this.inUse--;
         if (runStart < 0) runStart = i;
       } else if (runStart >= 0) {
@@ -486,17 +506,18 @@ export class PhysMem {
         runStart = -1;
       }
     }
-    if (runStart >= 0) this.release(runStart + FIRST_PFN, i0 + count - runStart);
+    if (isPin) this.pinned -= zeroed;
+    if (runStart >= 0) this.release(runStart + FIRST_PFN, end - runStart);
   }
 
   /** +1 long-term pin on each of count frames starting at pfn. */
   pin(pfn: number, count: number): void {
-    this.inc(this.pinCnt, pfn, count);
+    this.inc(this.pinCnt, this.refCnt, true, pfn, count);
   }
 
   /** -1 long-term pin on each of count frames starting at pfn; frees frames no longer held. */
   unpin(pfn: number, count: number): void {
-    this.dec(this.pinCnt, pfn, count, "unpin");
+    this.dec(this.pinCnt, this.refCnt, true, pfn, count, "unpin");
   }
 
   /** Pin every run of runs. */
@@ -511,12 +532,12 @@ export class PhysMem {
 
   /** +1 reference (a mapping or the page cache) on count frames. */
   ref(pfn: number, count: number): void {
-    this.inc(this.refCnt, pfn, count);
+    this.inc(this.refCnt, this.pinCnt, false, pfn, count);
   }
 
   /** -1 reference on count frames; frees frames no longer held. */
   unref(pfn: number, count: number): void {
-    this.dec(this.refCnt, pfn, count, "unref");
+    this.dec(this.refCnt, this.pinCnt, false, pfn, count, "unref");
   }
 
   /** True for frames inside a hugetlb page. */
