@@ -3,8 +3,9 @@
  * unit (vtd/unit.ts, smmuv3/unit.ts) implements DmaPort; iommu/device.ts gives each device a port
  * and its requester ID on it.
  *
- * Addresses are bigint here only at the edge: a request's IOVA may be 57 or 64 bits. Inside, units
- * work in page numbers (iova / 4096, exact in a double) and an in-page offset.
+ * Addresses are bigint here only at the edge: a request's IOVA may be 57 or 64 bits (a number when
+ * below 2^53). Inside, units work in page numbers (iova / 4096, exact in a double) and an in-page
+ * offset: see {@link iovaPage} and {@link iovaOffset}.
  */
 
 /** The kind of a translation failure, common to both architectures (each unit also gives its code). */
@@ -45,7 +46,11 @@ export interface DmaRequest {
   sid: number;
   /** PASID / SubstreamID; -1 for a request without one. */
   pasid: number;
-  iova: bigint;
+  /**
+   * The input address. A number (a safe integer, below 2^53) keeps BigInt off the DMA path; a
+   * bigint reaches all 64 bits.
+   */
+  iova: bigint | number;
   /** Bytes to move; the request may cross pages (each page is translated). */
   length: number;
   write: boolean;
@@ -85,4 +90,20 @@ export interface DmaPort {
    * fault (nothing is recorded or reported: a probe, as an ATS translation request would be).
    */
   translatePage(sid: number, pasid: number, vpn: number, write: boolean): number;
+}
+
+/** The 4 KiB page number of a request's IOVA (exact: at most 2^52). */
+export function iovaPage(iova: bigint | number): number {
+  return typeof iova === "number" ? Math.floor(iova / 4096) : Number(BigInt.asUintN(64, iova) >> 12n);
+}
+
+/** The offset of a request's IOVA in its 4 KiB page. */
+export function iovaOffset(iova: bigint | number): number {
+  return typeof iova === "number" ? iova % 4096 : Number(iova & 0xfffn);
+}
+
+/** Whether a request's [iova, iova + length) is a valid 64-bit input range. */
+export function iovaRangeOk(iova: bigint | number, length: number): boolean {
+  if (typeof iova === "number") return Number.isSafeInteger(iova) && iova >= 0;
+  return iova >= 0n && iova + BigInt(length) <= 1n << 64n;
 }

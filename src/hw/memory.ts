@@ -112,7 +112,7 @@ export class HwMemory implements FrameStore {
    */
   readInto(pa: number, dst: Uint8Array): void {
     checkPa(pa, dst.length);
-    dst.set(this.phys.read(pa, dst.length));
+    this.phys.readInto(pa, dst);
   }
 
   /** DMA read of length bytes at pa into a new array. */

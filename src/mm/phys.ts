@@ -157,8 +157,13 @@ export class PhysMem {
   private inUse = 0;
   /** Frames of hugetlb pages; value = frames per huge page. */
   private readonly compound = new ExtentMap(false);
-  /** Materialized contents of written frames. */
+  /** Materialized contents of written frames (use getData / setData / deleteData). */
   private readonly data = new Map<number, Uint8Array>();
+  /**
+   * The same frames by pfn - FIRST_PFN for allocated pfns (a dense array: a DMA looks its frame up
+   * per page, and a Map lookup cost more than copying the page's 4 KiB). Others only in `data`.
+   */
+  private readonly dataTab: (Uint8Array | undefined)[] = [];
   /**
    * Cached hardware views of materialized frames (Uint32Array over the same bytes as `data`),
    * indexed by pfn - FIRST_PFN; grown in place (never replaced) and cleared when contents drop.
@@ -188,6 +193,28 @@ export class PhysMem {
   /** Frames whose contents are materialized (for tests: checks that freed contents are dropped). */
   get framesMaterialized(): number {
     return this.data.size;
+  }
+
+  private getData(pfn: number): Uint8Array | undefined {
+    const i = pfn - FIRST_PFN;
+    // a frame written before its pfn was allocated is only in the Map
+    if (i >= 0 && i < this.dataTab.length) return this.dataTab[i] ?? this.data.get(pfn);
+    return this.data.get(pfn);
+  }
+
+  private setData(pfn: number, frame: Uint8Array): void {
+    this.data.set(pfn, frame);
+    const i = pfn - FIRST_PFN;
+    if (i >= 0 && pfn < this.next) {
+      while (this.dataTab.length <= i) this.dataTab.push(undefined);
+      this.dataTab[i] = frame;
+    }
+  }
+
+  private deleteData(pfn: number): void {
+    this.data.delete(pfn);
+    const i = pfn - FIRST_PFN;
+    if (i >= 0 && i < this.dataTab.length) this.dataTab[i] = undefined;
   }
 
   /** First pfn of `count` new contiguous zeroed frames, aligned to alignPages. Takes no reference. */
@@ -222,6 +249,31 @@ export class PhysMem {
     checkRange(pa, length);
     if (this.contents && length > 0) return this.readVia(this.contents, pa, length);
     return this.readOwn(pa, length);
+  }
+
+  /**
+   * read() into dst (dst.length bytes at pa) without allocating: the DMA path, where a 4 KiB read
+   * would otherwise make a 4 KiB array per page. Unwritten memory reads as zeros.
+   */
+  readInto(pa: number, dst: Uint8Array): void {
+    const length = dst.length;
+    checkRange(pa, length);
+    if (length === 0) return;
+    if (this.contents) {
+      dst.set(this.readVia(this.contents, pa, length));
+      return;
+    }
+    for (let off = 0; off < length; ) {
+      const a = pa + off;
+      const pfn = Math.floor(a / PAGE_SIZE);
+      const inFrame = a - pfn * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - inFrame, length - off);
+      const frame = this.getData(pfn);
+      if (!frame) dst.fill(0, off, off + n);
+      else if (n === PAGE_SIZE) dst.set(frame, off);
+      else dst.set(frame.subarray(inFrame, inFrame + n), off);
+      off += n;
+    }
   }
 
   /** read() / write() frame by frame through the contents hook, falling back to the model's copy. */
@@ -263,7 +315,7 @@ export class PhysMem {
     };
     if (last - first + 1 <= this.data.size) {
       for (let pfn = first; pfn <= last; pfn++) {
-        const frame = this.data.get(pfn);
+        const frame = this.getData(pfn);
         if (frame) visit(pfn, frame);
       }
     } else {
@@ -282,16 +334,28 @@ export class PhysMem {
   /** Store into the model's own copy, whatever the contents hook says. */
   writeOwn(pa: number, data: Uint8Array): void {
     checkRange(pa, data.length);
+    const pfn0 = Math.floor(pa / PAGE_SIZE);
+    const in0 = pa - pfn0 * PAGE_SIZE;
+    if (in0 + data.length <= PAGE_SIZE) {
+      // within one frame (every DMA page): no subarray
+      let frame = this.getData(pfn0);
+      if (!frame) {
+        frame = new Uint8Array(PAGE_SIZE);
+        this.setData(pfn0, frame);
+      }
+      frame.set(data, in0);
+      return;
+    }
     let off = 0;
     while (off < data.length) {
       const a = pa + off;
       const pfn = Math.floor(a / PAGE_SIZE);
       const inFrame = a - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - inFrame, data.length - off);
-      let frame = this.data.get(pfn);
+      let frame = this.getData(pfn);
       if (!frame) {
         frame = new Uint8Array(PAGE_SIZE);
-        this.data.set(pfn, frame);
+        this.setData(pfn, frame);
       }
       frame.set(data.subarray(off, off + n), inFrame);
       off += n;
@@ -334,12 +398,12 @@ export class PhysMem {
 
   private makeView(pfn: number, create: boolean): Uint32Array | undefined {
     const i = pfn - FIRST_PFN;
-    let frame = this.data.get(pfn);
+    let frame = this.getData(pfn);
     if (!frame) {
       if (!create) return undefined;
       this.idx(pfn, 1);
       frame = new Uint8Array(PAGE_SIZE);
-      this.data.set(pfn, frame);
+      this.setData(pfn, frame);
     }
     const v = new Uint32Array(frame.buffer, frame.byteOffset, PAGE_SIZE / 4);
     if (i >= 0 && pfn < this.next) {
@@ -379,7 +443,7 @@ export class PhysMem {
         a.slot = t;
       }
       a.slot[i] = s * 1024;
-      this.data.set(p, a.bytesOf(s));
+      this.setData(p, a.bytesOf(s));
       this.makeView(p, false);
       placed++;
     }
@@ -406,9 +470,9 @@ export class PhysMem {
     this.forMaterialized(srcPfn, count, (pfn, frame) => copies.push([dstPfn + (pfn - srcPfn), frame.slice()]));
     this.dropContents(dstPfn, count, true);
     for (const [pfn, frame] of copies) {
-      const kept = this.data.get(pfn);
+      const kept = this.getData(pfn);
       if (kept !== undefined) kept.set(frame);
-      else this.data.set(pfn, frame);
+      else this.setData(pfn, frame);
     }
   }
 
@@ -585,7 +649,7 @@ export class PhysMem {
     if (this.data.size === 0) return;
     if (count <= this.data.size) {
       for (let p = pfn; p < pfn + count; p++) {
-        const frame = this.data.get(p);
+        const frame = this.getData(p);
         if (frame) cb(p, frame);
       }
     } else {
@@ -612,7 +676,7 @@ export class PhysMem {
         sl[i] = 0;
         this.arena.give(w / 1024);
       }
-      this.data.delete(p);
+      this.deleteData(p);
       if (i >= 0 && i < this.views.length) this.views[i] = undefined;
     }
   }

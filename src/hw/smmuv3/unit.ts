@@ -31,7 +31,7 @@
  * CMD_PRI_RESP.
  */
 import { assert } from "../../errno.js";
-import type { DmaFault, DmaFaultKind, DmaPort, DmaRequest, DmaResult } from "../dma.js";
+import { iovaOffset, iovaPage, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
 import { Iotlb, type IotlbOptions } from "../iotlb.js";
 import type { HwMemory } from "../memory.js";
 import { PageTableEngine } from "../pagetable/engine.js";
@@ -568,6 +568,7 @@ export class SmmuUnit implements DmaPort {
    */
   dma(req: DmaRequest): DmaResult {
     assert(req.length >= 0 && req.data.length >= req.length, "DMA data buffer shorter than the request");
+    assert(typeof req.iova !== "number" || (Number.isSafeInteger(req.iova) && req.iova >= 0), "a number IOVA is a safe non-negative integer");
     this.lastPending = null;
     this.enter();
     let r: DmaResult;
@@ -614,8 +615,8 @@ export class SmmuUnit implements DmaPort {
 
   private runDma(req: DmaRequest, start: number, rec: PendingRec | null): DmaResult {
     const len = req.length;
-    const vpn0 = Number(BigInt.asUintN(64, req.iova) >> 12n);
-    const off0 = Number(req.iova & 0xfffn);
+    const vpn0 = iovaPage(req.iova);
+    const off0 = iovaOffset(req.iova);
     const acc = this.accessOf(req);
     let pos = start;
     while (pos < len) {
@@ -628,7 +629,7 @@ export class SmmuUnit implements DmaPort {
       const ppn = this.xlate(req.sid, req.pasid, vpn, acc);
       if (ppn < 0) return this.onFault(req, pos, vpn, inPage, rec);
       const pa = ppn * 4096 + inPage;
-      const chunk = req.data.subarray(pos, pos + n);
+      const chunk = pos === 0 && n === req.data.length ? req.data : req.data.subarray(pos, pos + n);
       if (req.write) this.mem.write(pa, chunk);
       else this.mem.readInto(pa, chunk);
       pos += n;

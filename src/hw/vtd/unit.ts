@@ -43,7 +43,7 @@
  */
 import { assert } from "../../errno.js";
 import { PhysMem, PAGE_SIZE } from "../../mm/phys.js";
-import type { DmaFault, DmaFaultKind, DmaPort, DmaRequest, DmaResult } from "../dma.js";
+import { iovaOffset, iovaPage, iovaRangeOk, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
 import { Iotlb, type IotlbOptions } from "../iotlb.js";
 import { HwMemory } from "../memory.js";
 import { PageTableEngine } from "../pagetable/engine.js";
@@ -745,14 +745,14 @@ export class VtdUnit implements DmaPort {
   dma(req: DmaRequest): DmaResult {
     assert(Number.isInteger(req.sid) && req.sid >= 0 && req.sid <= 0xffff, `source-id ${req.sid}`);
     assert(Number.isInteger(req.pasid) && req.pasid >= -1 && req.pasid < 2 ** 20, `PASID ${req.pasid}`);
-    assert(req.iova >= 0n && req.iova + BigInt(req.length) <= 1n << 64n, "DMA address range within 64 bits");
+    assert(iovaRangeOk(req.iova, req.length), "DMA address range within 64 bits");
     assert(Number.isSafeInteger(req.length) && req.length >= 0 && req.data.length >= req.length, "DMA length and buffer");
     return this.runDma(req, 0);
   }
 
   private runDma(req: DmaRequest, start: number): DmaResult {
-    const vpn0 = Number(req.iova >> 12n);
-    const off0 = Number(req.iova & 0xfffn);
+    const vpn0 = iovaPage(req.iova);
+    const off0 = iovaOffset(req.iova);
     const priv = req.priv === true;
     const exec = req.exec === true;
     const access = req.write ? ACC_WRITE : ACC_READ;
@@ -778,8 +778,10 @@ export class VtdUnit implements DmaPort {
       }
       const n = Math.min(PAGE_SIZE - inPage, req.length - done);
       const pa = ppn * PAGE_SIZE + inPage;
-      if (req.write) this.mem.write(pa, req.data.subarray(done, done + n));
-      else req.data.set(this.mem.read(pa, n), done);
+      // the whole buffer when the request is one page (the usual DMA): no subarray
+      const chunk = done === 0 && n === req.data.length ? req.data : req.data.subarray(done, done + n);
+      if (req.write) this.mem.write(pa, chunk);
+      else this.mem.readInto(pa, chunk);
       done += n;
     }
     return { status: "done", bytes: done, fault: null };
