@@ -77,3 +77,32 @@ test("a huge page goes back to its pool only when none of its frames is held", (
   assert.equal(freed, 1);
   assert.equal(p.isCompound(pfn), false);
 });
+
+test("readInto reads what read() reads, zeros for unwritten frames, across frame boundaries", () => {
+  const m = new PhysMem();
+  const pfn = m.allocRun(4);
+  m.ref(pfn, 4);
+  const bytes = Uint8Array.from({ length: 3 * PAGE_SIZE }, (_, i) => (i * 7 + 3) & 0xff);
+  m.write(pfn * PAGE_SIZE + 100, bytes.subarray(0, PAGE_SIZE + 50));
+  m.write((pfn + 3) * PAGE_SIZE, bytes.subarray(0, 10));
+  for (const [at, len] of [[0, 4 * PAGE_SIZE], [100, PAGE_SIZE], [PAGE_SIZE - 3, 7], [2 * PAGE_SIZE, PAGE_SIZE], [3 * PAGE_SIZE + 5, 20], [0, 0]]) {
+    const dst = new Uint8Array(len).fill(0xee);
+    m.readInto(pfn * PAGE_SIZE + at, dst);
+    assert.deepEqual(dst, m.read(pfn * PAGE_SIZE + at, len), `${at} +${len}`);
+  }
+});
+
+test("a frame written before its pfn was handed out keeps its contents once it is", () => {
+  const m = new PhysMem();
+  const first = m.allocRun(1);
+  const ahead = first + 10; // not allocated yet
+  m.write(ahead * PAGE_SIZE + 8, Uint8Array.of(1, 2, 3));
+  const run = m.allocRun(16); // now covers `ahead`
+  assert.ok(run <= ahead && ahead < run + 16);
+  assert.deepEqual(m.read(ahead * PAGE_SIZE + 8, 3), Uint8Array.of(1, 2, 3));
+  const dst = new Uint8Array(3);
+  m.readInto(ahead * PAGE_SIZE + 8, dst);
+  assert.deepEqual(dst, Uint8Array.of(1, 2, 3));
+  m.write(ahead * PAGE_SIZE + 9, Uint8Array.of(9));
+  assert.deepEqual(m.read(ahead * PAGE_SIZE + 8, 3), Uint8Array.of(1, 9, 3));
+});
