@@ -6,7 +6,7 @@
  */
 import { fail } from "../errno.js";
 import { PageTableEngine } from "../hw/pagetable/engine.js";
-import { PT_ACCESSED, PT_DIRTY, PT_READ, PT_USER, PT_WRITE, armStage1, vtdFirstStage, type PageTableFormat } from "../hw/pagetable/format.js";
+import { PT_ACCESSED, PT_CACHE, PT_DIRTY, PT_READ, PT_USER, PT_WRITE, armStage1, vtdFirstStage, type PageTableFormat } from "../hw/pagetable/format.js";
 import { ACC_READ, ACC_USER, ACC_WRITE } from "../hw/pagetable/format.js";
 import { PAGE_SIZE } from "../mm/phys.js";
 import type { Vm } from "./vm.js";
@@ -32,11 +32,18 @@ export class GuestProcess {
   /** Guest virtual page → guest page, for what this process mapped. */
   private readonly pages = new Map<number, number>();
 
+  /**
+   * The memory type of its pages: normal write-back (Arm: AttrIndx 1 of the format's MAIR, inner
+   * shareable, as Linux maps user memory); x86 first-stage leaves carry no cache bits for it.
+   */
+  private readonly memType: number;
+
   constructor(
     readonly vm: Vm,
     readonly paging: GuestPaging = "x86-4level",
   ) {
     this.pt = new PageTableEngine(vm.ram, formatOf(paging));
+    this.memType = paging === "arm64" ? PT_CACHE : 0;
   }
 
   /** The page-table root as a guest-physical address (CR3 / TTBR0). */
@@ -57,7 +64,7 @@ export class GuestProcess {
     for (let i = 0; i < n; i++) if (this.pages.has(vpn + i)) fail("EEXIST", `guest virtual page 0x${(vpn + i).toString(16)} is mapped`);
     for (let i = 0; i < n; i++) {
       const g = this.vm.allocPages(1);
-      this.pt.map(vpn + i, g, 1, PT_READ | PT_USER | PT_ACCESSED | (writable ? PT_WRITE | PT_DIRTY : 0));
+      this.pt.map(vpn + i, g, 1, PT_READ | PT_USER | PT_ACCESSED | (writable ? PT_WRITE | PT_DIRTY : 0) | this.memType);
       this.pages.set(vpn + i, g);
     }
   }
