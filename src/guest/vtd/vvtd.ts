@@ -33,7 +33,6 @@
  * version of the interface (command 7:0, operand from bit 16, VCRSP IP bit 0, status code 7:1 with
  * 16 = "no PASID available" / "invalid PASID", result PASID 35:16); IQEI codes as the host model's.
  */
-import { assert } from "../../errno.js";
 import { PAGE_SIZE } from "../../mm/phys.js";
 import {
   CcGran,
@@ -48,27 +47,13 @@ import {
   PiotlbInvDesc,
   QI_LAYOUTS,
   QiType,
-  WaitDesc,
   qiKindOfType,
   qiTypeOf,
   type QiKind,
 } from "../../hw/vtd/qi.js";
-import { capFromU64, ecapFromU64, FaultRecord, type CapReg, type EcapReg } from "../../hw/vtd/regs.js";
-import {
-  EventCtl,
-  FAULT_RECORD_BYTES,
-  Fsts,
-  FSTS_FRI_SHIFT,
-  Gcmd,
-  Gsts,
-  ICS_IWC,
-  IQA_DW,
-  IQA_QS_MASK,
-  Iqei,
-  Prs,
-  VTD_REG_BYTES,
-  VtdReg,
-} from "../../hw/vtd/unit-regs.js";
+import { type FaultRecord } from "../../hw/vtd/regs.js";
+import { VtdRegisterFile } from "../../hw/vtd/regfile.js";
+import { Iqei, Prs, VtdReg } from "../../hw/vtd/unit-regs.js";
 import type { GuestRam } from "../ram.js";
 
 const TWO32 = 4294967296;
@@ -135,195 +120,53 @@ export interface VvtdStats {
   queueErrors: number;
 }
 
-export class VirtualVtd {
-  readonly cap: CapReg;
-  readonly ecap: EcapReg;
-  readonly capU64: bigint;
-  readonly ecapU64: bigint;
+export class VirtualVtd extends VtdRegisterFile {
   readonly stats: VvtdStats = {
     descriptors: { contextCache: 0, iotlb: 0, deviceTlb: 0, iec: 0, wait: 0, pasidIotlb: 0, pasidCache: 0, pasidDeviceTlb: 0, pageGroupResponse: 0 },
     pageRequests: 0,
     faultsRecorded: 0,
     queueErrors: 0,
   };
-  /** Guest interrupts: fault event (FECTL), invalidation completion (IECTL), page request (PECTL). */
-  onFaultEvent: (() => void) | null = null;
-  onInvalidationEvent: (() => void) | null = null;
-  onPageRequestEvent: (() => void) | null = null;
   /** Observer of every descriptor fetched (its 256 or 128 bits), for traces and tests. */
   onDescriptor: ((kind: QiKind | "unknown", bytes: Uint8Array) => void) | null = null;
 
-  private readonly regs = new Uint32Array(VTD_REG_BYTES / 4);
   private readonly backend: VvtdBackend;
-  private te = false;
-  private rootPa = 0;
-  private ttm = 0;
-  private iqBase = 0;
-  private iqDw = false;
-  private iqEntries = 0;
-  private qiBusy = false;
-  private readonly frWord: number;
-  private readonly nfr: number;
-  private frNext = 0;
-  private readonly qd = new Uint32Array(8);
 
   constructor(
     readonly ram: GuestRam,
     opts: VvtdOptions,
   ) {
-    this.capU64 = opts.cap;
-    this.ecapU64 = opts.ecap;
-    this.cap = capFromU64(opts.cap);
-    this.ecap = ecapFromU64(opts.ecap);
+    // the fault recording registers must end before the virtual command registers
+    super(opts.cap, opts.ecap, VcmdReg.VCMD, "vIOMMU");
     this.backend = opts.backend;
-    this.frWord = (this.cap.fro * 16) / 4;
-    this.nfr = this.cap.nfr + 1;
-    assert(this.cap.fro * 16 + this.nfr * FAULT_RECORD_BYTES <= VcmdReg.VCMD, "fault recording registers overlap the virtual command registers");
-    const r = this.regs;
-    r[VtdReg.VER >> 2] = 0x10;
-    setQ(r, VtdReg.CAP, opts.cap);
-    setQ(r, VtdReg.ECAP, opts.ecap);
-    setQ(r, VcmdReg.VCCAP, opts.vccap ?? (this.ecap.vcs === 1 ? BigInt(VCCAP_PAS) : 0n));
-    r[VtdReg.FECTL >> 2] = EventCtl.IM;
-    r[VtdReg.IECTL >> 2] = EventCtl.IM;
-    r[VtdReg.PECTL >> 2] = EventCtl.IM;
+    this.setReg64(VcmdReg.VCCAP, opts.vccap ?? (this.ecap.vcs === 1 ? BigInt(VCCAP_PAS) : 0n));
   }
 
-  // ==== registers (the guest's MMIO) =============================================================
+  // ==== registers (the guest's MMIO; the common semantics: hw/vtd/regfile.ts) ======================
 
-  read32(off: number): number {
-    checkOff(off);
-    if (off === VtdReg.GCMD) return 0; // write-only
-    return this.regs[off >> 2] >>> 0;
-  }
-
-  read64(off: number): bigint {
-    return BigInt(this.read32(off)) | (BigInt(this.read32(off + 4)) << 32n);
-  }
-
-  /** A 64-bit write: two 32-bit writes, low half first (as the guest's writeq is split). */
-  write64(off: number, v: bigint): void {
-    assert(v >= 0n && v < 1n << 64n, "a 64-bit register value");
-    this.write32(off, Number(v & 0xffffffffn));
-    this.write32(off + 4, Number(v >> 32n));
-  }
-
-  write32(off: number, value: number): void {
-    checkOff(off);
-    const v = value >>> 0;
-    const r = this.regs;
-    const w = off >> 2;
-    const fr = this.frWord;
-    if (w >= fr && w < fr + this.nfr * 4) {
-      if ((w - fr) % 4 === 3 && (v & 0x80000000) !== 0) {
-        r[w] &= 0x7fffffff;
-        this.updatePpf();
-      }
-      return;
-    }
+  /** The virtual command registers: VCCAP and VCRSP read-only, VCMD answered at once. */
+  protected override writeOwnRegister(off: number, v: number): boolean {
     switch (off) {
-      case VtdReg.VER:
-      case VtdReg.CAP:
-      case VtdReg.CAP + 4:
-      case VtdReg.ECAP:
-      case VtdReg.ECAP + 4:
-      case VtdReg.GSTS:
-      case VtdReg.IQH:
-      case VtdReg.IQH + 4:
-      case VtdReg.IQERCD:
-      case VtdReg.IQERCD + 4:
       case VcmdReg.VCCAP:
       case VcmdReg.VCCAP + 4:
       case VcmdReg.VCRSP:
       case VcmdReg.VCRSP + 4:
-        return; // read-only
-      case VtdReg.GCMD:
-        this.command(v);
-        return;
-      case VtdReg.FSTS: {
-        const w1c = Fsts.PFO | Fsts.AFO | Fsts.APF | Fsts.IQE | Fsts.ICE | Fsts.ITE;
-        const had = r[w];
-        r[w] = had & ~(v & w1c);
-        if ((had & Fsts.IQE) !== 0 && (v & Fsts.IQE) !== 0) this.processQueue();
-        return;
-      }
-      case VtdReg.FECTL:
-        this.writeEventCtl(w, v, () => this.onFaultEvent?.());
-        return;
-      case VtdReg.IECTL:
-        this.writeEventCtl(w, v, () => this.onInvalidationEvent?.());
-        return;
-      case VtdReg.PECTL:
-        this.writeEventCtl(w, v, () => this.onPageRequestEvent?.());
-        return;
-      case VtdReg.ICS:
-        r[w] &= ~(v & ICS_IWC);
-        return;
-      case VtdReg.PRS:
-        r[w] &= ~(v & (Prs.PPR | Prs.PRO));
-        return;
-      case VtdReg.IQT:
-        r[w] = v & 0x7fff0;
-        this.processQueue();
-        return;
-      case VtdReg.IQT + 4:
-        return;
+        return true; // read-only
       case VcmdReg.VCMD:
-        r[w] = v;
+        this.regs[off >> 2] = v;
         this.virtualCommand();
-        return;
+        return true;
       default:
-        r[w] = v;
+        return false;
     }
   }
 
-  private command(v: number): void {
-    const r = this.regs;
-    const s = VtdReg.GSTS >> 2;
-    if ((v & Gcmd.SRTP) !== 0) {
-      const lo = r[VtdReg.RTADDR >> 2];
-      const hi = r[(VtdReg.RTADDR >> 2) + 1];
-      this.rootPa = (lo & 0xfffff000) + hi * TWO32;
-      this.ttm = (lo >>> 10) & 3;
-      r[s] |= Gsts.RTPS;
-      this.backend.rootTableSet(this.rootPa, this.ttm);
-    }
-    const qie = (v & Gcmd.QIE) !== 0 && this.ecap.qi === 1;
-    const qies = (r[s] & Gsts.QIES) !== 0;
-    if (qie && !qies) {
-      const lo = r[VtdReg.IQA >> 2];
-      const hi = r[(VtdReg.IQA >> 2) + 1];
-      this.iqBase = (lo & 0xfffff000) + hi * TWO32;
-      this.iqDw = (lo & IQA_DW) !== 0;
-      this.iqEntries = (PAGE_SIZE << (lo & IQA_QS_MASK)) / (this.iqDw ? 32 : 16);
-      r[VtdReg.IQH >> 2] = 0;
-      r[s] |= Gsts.QIES;
-      this.processQueue();
-    } else if (!qie && qies) {
-      r[s] &= ~Gsts.QIES;
-    }
-    const te = (v & Gcmd.TE) !== 0;
-    if (te !== this.te) {
-      this.te = te;
-      r[s] = te ? r[s] | Gsts.TES : r[s] & ~Gsts.TES;
-      this.backend.translationChanged(te);
-    }
+  protected override rootTableLatched(): void {
+    this.backend.rootTableSet(this.rootPa, this.ttm);
   }
 
-  private writeEventCtl(w: number, v: number, deliver: () => void): void {
-    const r = this.regs;
-    const had = r[w];
-    r[w] = (had & EventCtl.IP) | (v & EventCtl.IM);
-    if ((v & EventCtl.IM) === 0 && (had & EventCtl.IP) !== 0) {
-      r[w] &= ~EventCtl.IP;
-      deliver();
-    }
-  }
-
-  private raiseEvent(ctlOff: number, deliver: () => void): void {
-    const w = ctlOff >> 2;
-    if ((this.regs[w] & EventCtl.IM) !== 0) this.regs[w] |= EventCtl.IP;
-    else deliver();
+  protected override translationChanged(): void {
+    this.backend.translationChanged(this.te);
   }
 
   /** VCMD written: the VMM answers at once (VCRSP.IP is never seen set). */
@@ -343,10 +186,6 @@ export class VirtualVtd {
 
   // ==== state the VMM reads ==========================================================================
 
-  get translationEnabled(): boolean {
-    return this.te;
-  }
-
   /** The root table latched by the last SRTP (a GPA) and its translation table mode. */
   get rootGpa(): number {
     return this.rootPa;
@@ -356,46 +195,28 @@ export class VirtualVtd {
     return this.ttm;
   }
 
-  // ==== invalidation queue ==============================================================================
+  // ==== invalidation queue (in guest RAM) ================================================================
 
-  private processQueue(): void {
-    const r = this.regs;
-    if (this.qiBusy || (r[VtdReg.GSTS >> 2] & Gsts.QIES) === 0 || (r[VtdReg.FSTS >> 2] & Fsts.IQE) !== 0) return;
-    this.qiBusy = true;
-    try {
-      const shift = this.iqDw ? 5 : 4;
-      const words = this.iqDw ? 8 : 4;
-      for (;;) {
-        const tailReg = r[VtdReg.IQT >> 2];
-        if (this.iqDw && (tailReg & 0x10) !== 0) return this.queueError(Iqei.TAIL_MISALIGNED);
-        const tail = (tailReg >>> shift) % this.iqEntries;
-        const head = (r[VtdReg.IQH >> 2] >>> shift) % this.iqEntries;
-        if (head === tail) return;
-        const gpa = this.iqBase + head * (1 << shift);
-        if (!this.ram.contains(gpa, 1 << shift)) return this.queueError(Iqei.FETCH_ERROR);
-        const qd = this.qd;
-        qd.fill(0);
-        const f = this.ram.peekFrameU32(Math.floor(gpa / PAGE_SIZE));
-        const base = (gpa % PAGE_SIZE) >>> 2;
-        if (f !== undefined) for (let i = 0; i < words; i++) qd[i] = f[base + i];
-        const err = this.execute(qd, words);
-        if (err !== 0) return this.queueError(err);
-        r[VtdReg.IQH >> 2] = ((head + 1) % this.iqEntries) << shift;
-      }
-    } finally {
-      this.qiBusy = false;
-    }
+  protected fetchDescriptor(gpa: number, qd: Uint32Array, words: number): boolean {
+    if (!this.ram.contains(gpa, words * 4)) return false;
+    // a page the guest never wrote reads as zeros
+    const f = this.ram.peekFrameU32(Math.floor(gpa / PAGE_SIZE));
+    const base = (gpa % PAGE_SIZE) >>> 2;
+    if (f !== undefined) for (let i = 0; i < words; i++) qd[i] = f[base + i];
+    return true;
   }
 
-  private queueError(iqei: number): void {
-    const r = this.regs;
-    r[VtdReg.IQERCD >> 2] = (r[VtdReg.IQERCD >> 2] & ~0xf) | iqei;
-    r[VtdReg.FSTS >> 2] |= Fsts.IQE;
+  protected override queueStopped(): void {
     this.stats.queueErrors++;
-    this.raiseEvent(VtdReg.FECTL, () => this.onFaultEvent?.());
   }
 
-  private execute(qd: Uint32Array, words: number): number {
+  /** A status write outside guest RAM goes nowhere (a DMA write to no memory); bits 1:0 are 0. */
+  protected writeStatus(gpa: number, data: number): number {
+    if (this.ram.contains(gpa, 4)) this.ram.frameU32(Math.floor(gpa / PAGE_SIZE))[(gpa % PAGE_SIZE) >>> 2] = data;
+    return 0;
+  }
+
+  protected execute(qd: Uint32Array, words: number): number {
     const type = qiTypeOf(qd, 0);
     const kind = qiKindOfType(type);
     if (this.onDescriptor) this.onDescriptor(kind ?? "unknown", new Uint8Array(qd.buffer.slice(0, words * 4)));
@@ -436,20 +257,8 @@ export class VirtualVtd {
         break;
       }
       case QiType.WAIT: {
-        const a = WaitDesc.acc;
-        if (a.sw.get(qd, 0) === 1) {
-          const gpa = Number(a.statusAddr.get(qd, 0));
-          // a status write outside guest RAM goes nowhere (a DMA write to no memory); the address
-          // is 4-byte aligned (bits 1:0 are not in the descriptor)
-          if (this.ram.contains(gpa, 4)) this.ram.frameU32(Math.floor(gpa / PAGE_SIZE))[(gpa % PAGE_SIZE) >>> 2] = a.statusData.get(qd, 0);
-        }
-        if (a.if.get(qd, 0) === 1) {
-          const ics = VtdReg.ICS >> 2;
-          if ((this.regs[ics] & ICS_IWC) === 0) {
-            this.regs[ics] |= ICS_IWC;
-            this.raiseEvent(VtdReg.IECTL, () => this.onInvalidationEvent?.());
-          }
-        }
+        const err = this.waitDescriptor(qd);
+        if (err !== 0) return err;
         break;
       }
       case QiType.PAGE_GROUP_RESPONSE: {
@@ -519,38 +328,6 @@ export class VirtualVtd {
 
   /** Record a fault in the next fault recording register (FSTS.PPF/FRI, PFO when it is still pending). */
   recordFault(f: Partial<FaultRecord>): void {
-    const r = this.regs;
-    const fs = VtdReg.FSTS >> 2;
-    if ((r[fs] & Fsts.PFO) !== 0) return;
-    const idx = this.frNext;
-    const base = this.frWord + idx * 4;
-    if ((r[base + 3] & 0x80000000) !== 0) {
-      r[fs] |= Fsts.PFO;
-      this.raiseEvent(VtdReg.FECTL, () => this.onFaultEvent?.());
-      return;
-    }
-    FaultRecord.encodeInto(r, base, { ...f, f: 1 });
-    this.stats.faultsRecorded++;
-    this.frNext = (idx + 1) % this.nfr;
-    if ((r[fs] & Fsts.PPF) === 0) {
-      r[fs] = (r[fs] & ~(0xff << FSTS_FRI_SHIFT)) | Fsts.PPF | (idx << FSTS_FRI_SHIFT);
-      this.raiseEvent(VtdReg.FECTL, () => this.onFaultEvent?.());
-    }
+    if (this.recordFaultFields(f)) this.stats.faultsRecorded++;
   }
-
-  private updatePpf(): void {
-    let any = false;
-    for (let i = 0; i < this.nfr; i++) if ((this.regs[this.frWord + i * 4 + 3] & 0x80000000) !== 0) any = true;
-    const fs = VtdReg.FSTS >> 2;
-    this.regs[fs] = any ? this.regs[fs] | Fsts.PPF : this.regs[fs] & ~Fsts.PPF;
-  }
-}
-
-function setQ(r: Uint32Array, off: number, v: bigint): void {
-  r[off >> 2] = Number(v & 0xffffffffn);
-  r[(off >> 2) + 1] = Number(v >> 32n);
-}
-
-function checkOff(off: number): void {
-  assert(Number.isInteger(off) && off >= 0 && off < VTD_REG_BYTES && off % 4 === 0, `vIOMMU register offset ${off}`);
 }

@@ -76,26 +76,18 @@ import {
   PrgResponse,
   QI_LAYOUTS,
   QiType,
-  WaitDesc,
   qiKindOfType,
   qiTypeOf,
 } from "./qi.js";
-import { capFromU64, capToU64, ecapFromU64, ecapToU64, FaultRecord, type CapReg, type EcapReg } from "./regs.js";
+import { capToU64, ecapToU64, type CapReg, type EcapReg } from "./regs.js";
 import { PasidDirEntry, PasidEntry, Pgtt, SmContextEntry, SmRootEntry, awBits } from "./tables.js";
 import {
   DEFAULT_CAP,
   DEFAULT_ECAP,
-  EventCtl,
-  FAULT_RECORD_BYTES,
-  Fsts,
-  FSTS_FRI_SHIFT,
   Gcmd,
   Gsts,
-  ICS_IWC,
   INTERRUPT_PAGE_FIRST,
   INTERRUPT_PAGE_LAST,
-  IQA_DW,
-  IQA_QS_MASK,
   Iqei,
   Prs,
   SmFault,
@@ -105,6 +97,7 @@ import {
   faultIsQualified,
 } from "./unit-regs.js";
 import { VtdRig } from "./unit-setup.js";
+import { VtdRegisterFile } from "./regfile.js";
 
 export * from "./unit-regs.js";
 export { VtdRig, type RigOptions, type RigContext } from "./unit-setup.js";
@@ -183,35 +176,12 @@ export interface VtdUnitStats {
 
 const KIND_BY_ENGINE_FAULT: DmaFaultKind[] = ["translation", "translation", "address-size", "translation", "access-flag", "permission"];
 
-export class VtdUnit implements DmaPort {
+export class VtdUnit extends VtdRegisterFile implements DmaPort {
   readonly mem: HwMemory;
-  readonly cap: CapReg;
-  readonly ecap: EcapReg;
-  readonly capU64: bigint;
-  readonly ecapU64: bigint;
   /** The IOTLB (public for inspection; software changes it only through invalidations). */
   readonly iotlb: Iotlb;
   readonly stats: VtdUnitStats = { contextFills: 0, pasidFills: 0, walks: 0, faultsRecorded: 0, pageRequests: 0, descriptors: 0 };
 
-  /** Fault event interrupt (FECTL unmasked): a fault was recorded, overflowed, or the queue stopped. */
-  onFaultEvent: (() => void) | null = null;
-  /** Invalidation completion event (IECTL unmasked): a wait descriptor with IF completed. */
-  onInvalidationEvent: (() => void) | null = null;
-  /** Page request event (PECTL unmasked): a page request descriptor was queued with PPR clear. */
-  onPageRequestEvent: (() => void) | null = null;
-
-  private readonly regs = new Uint32Array(VTD_REG_BYTES / 4);
-  private te = false;
-  private rootPa = 0;
-  private ttm = 0;
-  private iqBase = 0;
-  private iqDw = false;
-  private iqEntries = 0;
-  private qiBusy = false;
-  /** Fault recording: first register's word index, count, next index to use. */
-  private readonly frWord: number;
-  private readonly nfr: number;
-  private frNext = 0;
   /** Host address width in bits (MGAW + 1), and where pass-through outputs must stay. */
   private readonly haw: number;
   private readonly ctxCache = new Map<number, CtxInfo>();
@@ -224,8 +194,6 @@ export class VtdUnit implements DmaPort {
   /** PRI enabled, per source-id (the device side: its PRI capability). */
   private readonly pri = new Uint8Array(65536);
   private readonly pending = new Map<number, PendingPr>();
-  /** Descriptor scratch. */
-  private readonly qd = new Uint32Array(8);
 
   // ---- results of the last slow translation (scratch) ------------------------------------------
   private fCode = 0;
@@ -238,147 +206,28 @@ export class VtdUnit implements DmaPort {
   private fPre = false;
 
   constructor(memory: HwMemory | PhysMem, opts: VtdUnitOptions = {}) {
+    super(
+      typeof opts.cap === "bigint" ? opts.cap : capToU64(opts.cap ?? DEFAULT_CAP),
+      typeof opts.ecap === "bigint" ? opts.ecap : ecapToU64(opts.ecap ?? DEFAULT_ECAP),
+      VTD_REG_BYTES,
+      "VT-d",
+    );
     this.mem = memory instanceof HwMemory ? memory : new HwMemory(memory);
-    this.capU64 = typeof opts.cap === "bigint" ? opts.cap : capToU64(opts.cap ?? DEFAULT_CAP);
-    this.ecapU64 = typeof opts.ecap === "bigint" ? opts.ecap : ecapToU64(opts.ecap ?? DEFAULT_ECAP);
-    this.cap = capFromU64(this.capU64);
-    this.ecap = ecapFromU64(this.ecapU64);
     assert(this.ecap.smts === 1, "the VT-d unit model is a scalable-mode unit (ECAP.SMTS)");
     this.iotlb = new Iotlb(opts.iotlb ?? { capacity: 1024, policy: "reset" });
     this.ctxCap = opts.contextCacheCapacity ?? Infinity;
     this.pasidCap = opts.pasidCacheCapacity ?? Infinity;
     this.haw = this.cap.mgaw + 1;
-    this.frWord = (this.cap.fro * 16) / 4;
-    this.nfr = this.cap.nfr + 1;
-    assert(this.cap.fro * 16 + this.nfr * FAULT_RECORD_BYTES <= VTD_REG_BYTES, "fault recording registers beyond the register page");
-    const r = this.regs;
-    r[VtdReg.VER >> 2] = 0x10;
-    r[VtdReg.CAP >> 2] = Number(this.capU64 & 0xffffffffn);
-    r[(VtdReg.CAP >> 2) + 1] = Number(this.capU64 >> 32n);
-    r[VtdReg.ECAP >> 2] = Number(this.ecapU64 & 0xffffffffn);
-    r[(VtdReg.ECAP >> 2) + 1] = Number(this.ecapU64 >> 32n);
-    r[VtdReg.FECTL >> 2] = EventCtl.IM;
-    r[VtdReg.IECTL >> 2] = EventCtl.IM;
-    r[VtdReg.PECTL >> 2] = EventCtl.IM;
   }
 
-  // ==== registers ==================================================================================
+  // ==== registers (the common semantics: regfile.ts) ==================================================
 
-  /** Read the 32-bit register at byte offset off. */
-  read32(off: number): number {
-    assert(Number.isInteger(off) && off >= 0 && off < VTD_REG_BYTES && off % 4 === 0, `VT-d register offset ${off}`);
-    if (off === VtdReg.GCMD) return 0; // write-only
-    return this.regs[off >> 2] >>> 0;
-  }
-
-  /** Read the 64-bit register at byte offset off. */
-  read64(off: number): bigint {
-    return BigInt(this.read32(off)) | (BigInt(this.read32(off + 4)) << 32n);
-  }
-
-  /** Write the 64-bit register at off (low half first, as two 32-bit writes). */
-  write64(off: number, v: bigint): void {
-    assert(v >= 0n && v < 1n << 64n, "a 64-bit register value");
-    this.write32(off, Number(v & 0xffffffffn));
-    this.write32(off + 4, Number(v >> 32n));
-  }
-
-  /** Write the 32-bit register at byte offset off, with the register's side effects. */
-  write32(off: number, value: number): void {
-    assert(Number.isInteger(off) && off >= 0 && off < VTD_REG_BYTES && off % 4 === 0, `VT-d register offset ${off}`);
-    const v = value >>> 0;
-    const r = this.regs;
-    const w = off >> 2;
-    const fr = this.frWord;
-    if (w >= fr && w < fr + this.nfr * 4) {
-      // Fault recording registers: only F (bit 127: word 3 bit 31) is writable, write-1-to-clear.
-      if ((w - fr) % 4 === 3 && (v & 0x80000000) !== 0) {
-        r[w] = r[w] & 0x7fffffff;
-        this.updatePpf();
-      }
-      return;
-    }
-    switch (off) {
-      case VtdReg.VER:
-      case VtdReg.CAP:
-      case VtdReg.CAP + 4:
-      case VtdReg.ECAP:
-      case VtdReg.ECAP + 4:
-      case VtdReg.GSTS:
-      case VtdReg.IQH:
-      case VtdReg.IQH + 4:
-      case VtdReg.IQERCD:
-      case VtdReg.IQERCD + 4:
-        return; // read-only
-      case VtdReg.GCMD:
-        this.command(v);
-        return;
-      case VtdReg.FSTS: {
-        const w1c = Fsts.PFO | Fsts.AFO | Fsts.APF | Fsts.IQE | Fsts.ICE | Fsts.ITE;
-        const had = r[w];
-        r[w] = had & ~(v & w1c);
-        // Clearing IQE lets the hardware fetch again from IQH.
-        if ((had & Fsts.IQE) !== 0 && (v & Fsts.IQE) !== 0) this.processQueue();
-        return;
-      }
-      case VtdReg.FECTL:
-        this.writeEventCtl(w, v, () => this.onFaultEvent?.());
-        return;
-      case VtdReg.IECTL:
-        this.writeEventCtl(w, v, () => this.onInvalidationEvent?.());
-        return;
-      case VtdReg.PECTL:
-        this.writeEventCtl(w, v, () => this.onPageRequestEvent?.());
-        return;
-      case VtdReg.ICS:
-        r[w] = r[w] & ~(v & ICS_IWC);
-        return;
-      case VtdReg.PRS:
-        r[w] = r[w] & ~(v & (Prs.PPR | Prs.PRO));
-        return;
-      case VtdReg.IQT:
-        r[w] = v & 0x7fff0;
-        this.processQueue();
-        return;
-      case VtdReg.IQT + 4:
-        return; // reserved
-      default:
-        r[w] = v;
-    }
-  }
-
-  /** GCMD_REG: one-shot commands act when written as 1; enables act when they differ from GSTS. */
-  private command(v: number): void {
+  /** GCMD's bits the common register file leaves: SIRTP, SFL, and the enables IRE, CFI, EAFL. */
+  protected override commandMore(v: number): void {
     const r = this.regs;
     const s = VtdReg.GSTS >> 2;
-    if ((v & Gcmd.SRTP) !== 0) {
-      const lo = r[VtdReg.RTADDR >> 2];
-      const hi = r[(VtdReg.RTADDR >> 2) + 1];
-      this.rootPa = (lo & 0xfffff000) + hi * TWO32;
-      this.ttm = (lo >>> 10) & 3;
-      r[s] |= Gsts.RTPS;
-    }
     if ((v & Gcmd.SIRTP) !== 0) r[s] |= Gsts.IRTPS;
     if ((v & Gcmd.SFL) !== 0) r[s] |= Gsts.FLS;
-    const te = (v & Gcmd.TE) !== 0;
-    if (te !== this.te) {
-      this.te = te;
-      r[s] = te ? r[s] | Gsts.TES : r[s] & ~Gsts.TES;
-    }
-    const qie = (v & Gcmd.QIE) !== 0 && this.ecap.qi === 1;
-    const qies = (r[s] & Gsts.QIES) !== 0;
-    if (qie && !qies) {
-      const lo = r[VtdReg.IQA >> 2];
-      const hi = r[(VtdReg.IQA >> 2) + 1];
-      this.iqBase = (lo & 0xfffff000) + hi * TWO32;
-      this.iqDw = (lo & IQA_DW) !== 0;
-      this.iqEntries = (PAGE_SIZE << (lo & IQA_QS_MASK)) / (this.iqDw ? 32 : 16);
-      r[VtdReg.IQH >> 2] = 0;
-      r[s] |= Gsts.QIES;
-      this.processQueue();
-    } else if (!qie && qies) {
-      r[s] &= ~Gsts.QIES;
-    }
     for (const [c, st] of [
       [Gcmd.IRE, Gsts.IRES],
       [Gcmd.CFI, Gsts.CFIS],
@@ -388,33 +237,6 @@ export class VtdUnit implements DmaPort {
     }
   }
 
-  /** An event control register write: IM may be cleared, delivering a pending event. */
-  private writeEventCtl(w: number, v: number, deliver: () => void): void {
-    const r = this.regs;
-    const had = r[w];
-    r[w] = (had & EventCtl.IP) | (v & EventCtl.IM);
-    if ((v & EventCtl.IM) === 0 && (had & EventCtl.IP) !== 0) {
-      r[w] &= ~EventCtl.IP;
-      deliver();
-    }
-  }
-
-  /** Raise an event: deliver it, or mark it pending while masked. */
-  private raiseEvent(ctlOff: number, deliver: () => void): void {
-    const w = ctlOff >> 2;
-    const r = this.regs;
-    if ((r[w] & EventCtl.IM) !== 0) r[w] |= EventCtl.IP;
-    else deliver();
-  }
-
-  private faultEvent(): void {
-    this.raiseEvent(VtdReg.FECTL, () => this.onFaultEvent?.());
-  }
-
-  /** Translation enabled (GSTS.TES). */
-  get translationEnabled(): boolean {
-    return this.te;
-  }
 
   // ==== the device side ==============================================================================
 
@@ -820,17 +642,7 @@ export class VtdUnit implements DmaPort {
 
   private recordFault(f: DmaFault, priv: boolean, exec: boolean, fpd: boolean): void {
     if (fpd && faultIsQualified(f.code)) return;
-    const r = this.regs;
-    const fs = VtdReg.FSTS >> 2;
-    if ((r[fs] & Fsts.PFO) !== 0) return; // no new faults are recorded while PFO is set
-    const idx = this.frNext;
-    const base = this.frWord + idx * 4;
-    if ((r[base + 3] & 0x80000000) !== 0) {
-      r[fs] |= Fsts.PFO;
-      this.faultEvent();
-      return;
-    }
-    FaultRecord.encodeInto(r, base, {
+    const recorded = this.recordFaultFields({
       fi: Number(f.iova),
       sid: f.sid,
       t2: 0,
@@ -841,23 +653,10 @@ export class VtdUnit implements DmaPort {
       pv: f.pasid >= 0 ? f.pasid : 0,
       at: 0,
       t1: f.write ? 0 : 1,
-      f: 1,
     });
-    this.stats.faultsRecorded++;
-    this.frNext = (idx + 1) % this.nfr;
-    if ((r[fs] & Fsts.PPF) === 0) {
-      r[fs] = (r[fs] & ~(0xff << FSTS_FRI_SHIFT)) | Fsts.PPF | (idx << FSTS_FRI_SHIFT);
-      this.faultEvent();
-    }
+    if (recorded) this.stats.faultsRecorded++;
   }
 
-  /** FSTS.PPF = OR of the F bits of the fault recording registers. */
-  private updatePpf(): void {
-    let any = false;
-    for (let i = 0; i < this.nfr; i++) if ((this.regs[this.frWord + i * 4 + 3] & 0x80000000) !== 0) any = true;
-    const fs = VtdReg.FSTS >> 2;
-    this.regs[fs] = any ? this.regs[fs] | Fsts.PPF : this.regs[fs] & ~Fsts.PPF;
-  }
 
   // ==== page requests ====================================================================================
 
@@ -925,43 +724,24 @@ export class VtdUnit implements DmaPort {
   // ==== queued invalidation ============================================================================
 
   /** Process descriptors from IQH to IQT (synchronously; re-entrant writes of IQT extend the run). */
-  private processQueue(): void {
-    const r = this.regs;
-    if (this.qiBusy || (r[VtdReg.GSTS >> 2] & Gsts.QIES) === 0 || (r[VtdReg.FSTS >> 2] & Fsts.IQE) !== 0) return;
-    this.qiBusy = true;
-    try {
-      const shift = this.iqDw ? 5 : 4;
-      const words = this.iqDw ? 8 : 4;
-      for (;;) {
-        const tailReg = r[VtdReg.IQT >> 2];
-        if (this.iqDw && (tailReg & 0x10) !== 0) return this.queueError(Iqei.TAIL_MISALIGNED);
-        const tail = (tailReg >>> shift) % this.iqEntries;
-        const head = (r[VtdReg.IQH >> 2] >>> shift) % this.iqEntries;
-        if (head === tail) return;
-        const pa = this.iqBase + head * (1 << shift);
-        if (!(pa < 2 ** this.haw)) return this.queueError(Iqei.FETCH_ERROR);
-        const qd = this.qd;
-        qd.fill(0);
-        for (let i = 0; i < words; i++) qd[i] = this.mem.read32(pa + 4 * i);
-        const err = this.execute(qd);
-        if (err !== 0) return this.queueError(err);
-        this.stats.descriptors++;
-        r[VtdReg.IQH >> 2] = ((head + 1) % this.iqEntries) << shift;
-      }
-    } finally {
-      this.qiBusy = false;
-    }
+  protected fetchDescriptor(pa: number, qd: Uint32Array, words: number): boolean {
+    if (!(pa < 2 ** this.haw)) return false;
+    for (let i = 0; i < words; i++) qd[i] = this.mem.read32(pa + 4 * i);
+    return true;
   }
 
-  private queueError(iqei: number): void {
-    const r = this.regs;
-    r[VtdReg.IQERCD >> 2] = (r[VtdReg.IQERCD >> 2] & ~0xf) | iqei;
-    r[VtdReg.FSTS >> 2] |= Fsts.IQE;
-    this.faultEvent();
+  protected override descriptorDone(): void {
+    this.stats.descriptors++;
+  }
+
+  protected writeStatus(addr: number, d: number): number {
+    if (!(addr < 2 ** Math.min(this.haw, 52))) return Iqei.INVALID_FIELD;
+    this.mem.write(addr, new Uint8Array([d & 0xff, (d >>> 8) & 0xff, (d >>> 16) & 0xff, d >>> 24]));
+    return 0;
   }
 
   /** Carry out one descriptor; returns 0 or an IQEI code. */
-  private execute(qd: Uint32Array): number {
+  protected execute(qd: Uint32Array): number {
     const type = qiTypeOf(qd, 0);
     const kind = qiKindOfType(type);
     if (kind === undefined) return Iqei.INVALID_TYPE;
@@ -1018,23 +798,8 @@ export class VtdUnit implements DmaPort {
         } else return Iqei.INVALID_FIELD;
         return 0;
       }
-      case QiType.WAIT: {
-        const a = WaitDesc.acc;
-        if (a.sw.get(qd, 0) === 1) {
-          const addr = Number(a.statusAddr.get(qd, 0));
-          if (!(addr < 2 ** Math.min(this.haw, 52))) return Iqei.INVALID_FIELD;
-          const d = a.statusData.get(qd, 0);
-          this.mem.write(addr, new Uint8Array([d & 0xff, (d >>> 8) & 0xff, (d >>> 16) & 0xff, d >>> 24]));
-        }
-        if (a.if.get(qd, 0) === 1) {
-          const ics = VtdReg.ICS >> 2;
-          if ((this.regs[ics] & ICS_IWC) === 0) {
-            this.regs[ics] |= ICS_IWC;
-            this.raiseEvent(VtdReg.IECTL, () => this.onInvalidationEvent?.());
-          }
-        }
-        return 0;
-      }
+      case QiType.WAIT:
+        return this.waitDescriptor(qd);
       case QiType.PAGE_GROUP_RESPONSE: {
         const a = PageGroupResponseDesc.acc;
         this.pageGroupResponse(a.rid.get(qd, 0), a.prgi.get(qd, 0), a.rc.get(qd, 0));
