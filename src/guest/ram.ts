@@ -82,7 +82,7 @@ export class GuestRam implements FrameStore {
 
   frameU32(gpfn: number): Uint32Array {
     const gpa = gpfn * PAGE_SIZE;
-    assert(this.contains(gpa, PAGE_SIZE), `guest page ${gpfn} outside guest RAM`);
+    if (!(this.contains(gpa, PAGE_SIZE))) assert(false, `guest page ${gpfn} outside guest RAM`);
     // a store makes the page the VMM's own (not the zero page, not COW-shared)
     const va = this.vaOf(gpa);
     if (this.vmm.mm.peekPfn(va) === undefined) this.vmm.write(va, new Uint8Array(1));

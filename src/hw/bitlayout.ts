@@ -47,7 +47,7 @@ export interface FieldDef<K extends FieldKind = FieldKind> {
 }
 
 function part(hi: number, lo: number): FieldPart {
-  assert(Number.isInteger(hi) && Number.isInteger(lo) && hi >= lo && lo >= 0, `bad bit range ${hi}:${lo}`);
+  if (!(Number.isInteger(hi) && Number.isInteger(lo) && hi >= lo && lo >= 0)) assert(false, `bad bit range ${hi}:${lo}`);
   return { bit: lo, width: hi - lo + 1 };
 }
 
@@ -59,7 +59,7 @@ export function bit(n: number): FieldDef<"num"> {
 /** An unsigned field of bits hi:lo (at most 53 bits), decoded shifted down to bit 0. */
 export function bits(hi: number, lo: number): FieldDef<"num"> {
   const p = part(hi, lo);
-  assert(p.width <= 53, `field ${hi}:${lo} is wider than 53 bits; use bigBits`);
+  if (!(p.width <= 53)) assert(false, `field ${hi}:${lo} is wider than 53 bits; use bigBits`);
   return { kind: "num", parts: [p], width: p.width, shift: 0 };
 }
 
@@ -77,8 +77,8 @@ export function split(...ranges: ReadonlyArray<readonly [number, number]>): Fiel
  */
 export function addr(hi: number, lo: number): FieldDef<"num"> {
   const p = part(hi, lo);
-  assert(Math.floor(hi / 64) === Math.floor(lo / 64), `address field ${hi}:${lo} crosses a 64-bit word`);
-  assert(p.width <= 53, `address field ${hi}:${lo} stores more than 53 bits; use bigAddr`);
+  if (!(Math.floor(hi / 64) === Math.floor(lo / 64))) assert(false, `address field ${hi}:${lo} crosses a 64-bit word`);
+  if (!(p.width <= 53)) assert(false, `address field ${hi}:${lo} stores more than 53 bits; use bigAddr`);
   return { kind: "num", parts: [p], width: p.width, shift: lo % 64 };
 }
 
@@ -92,7 +92,7 @@ export function bigBits(hi: number, lo: number): FieldDef<"big"> {
 /** An address field within one 64-bit word, decoded in place as a bigint (e.g. 63:2). */
 export function bigAddr(hi: number, lo: number): FieldDef<"big"> {
   const p = part(hi, lo);
-  assert(Math.floor(hi / 64) === Math.floor(lo / 64), `address field ${hi}:${lo} crosses a 64-bit word`);
+  if (!(Math.floor(hi / 64) === Math.floor(lo / 64))) assert(false, `address field ${hi}:${lo} crosses a 64-bit word`);
   return { kind: "big", parts: [p], width: p.width, shift: lo % 64 };
 }
 
@@ -275,14 +275,14 @@ export class Layout<F extends FieldMap> {
     readonly fields: F,
     readonly fixed: readonly FixedDef[] = [],
   ) {
-    assert(bytes > 0 && bytes % 4 === 0, `${name}: size must be a multiple of 4 bytes`);
+    if (!(bytes > 0 && bytes % 4 === 0)) assert(false, `${name}: size must be a multiple of 4 bytes`);
     this.words = bytes / 4;
     const claimed = new Uint32Array(this.words);
     const claim = (f: FieldDef, what: string): void => {
       for (const c of chunksOf(f)) {
-        assert(c.word < this.words, `${name}.${what} lies beyond the structure`);
+        if (!(c.word < this.words)) assert(false, `${name}.${what} lies beyond the structure`);
         const m = (maskOf(c.width) << c.sh) >>> 0;
-        assert((claimed[c.word] & m) === 0, `${name}.${what} overlaps another field`);
+        if (!((claimed[c.word] & m) === 0)) assert(false, `${name}.${what} overlaps another field`);
         claimed[c.word] = claimed[c.word] | m;
       }
     };
@@ -295,7 +295,7 @@ export class Layout<F extends FieldMap> {
     this.fixedValue = new Uint32Array(this.words);
     for (const fx of fixed) {
       claim(fx.field, "<fixed>");
-      assert(fx.value >= 0 && fx.value < 2 ** fx.field.width, `${name}: fixed value out of range`);
+      if (!(fx.value >= 0 && fx.value < 2 ** fx.field.width)) assert(false, `${name}: fixed value out of range`);
       const tmp = new Uint32Array(this.words);
       numAccessor(fx.field).set(tmp, 0, fx.value);
       for (const c of chunksOf(fx.field)) this.fixedMask[c.word] = this.fixedMask[c.word] | (maskOf(c.width) << c.sh);
@@ -422,7 +422,7 @@ export class Layout<F extends FieldMap> {
   }
 
   private wordsOf(src: Bytes, offset: number): Uint32Array {
-    assert(offset >= 0 && offset + this.bytes <= src.length, `${this.name}: ${this.bytes} bytes needed at offset ${offset}`);
+    if (!(offset >= 0 && offset + this.bytes <= src.length)) assert(false, `${this.name}: ${this.bytes} bytes needed at offset ${offset}`);
     const dv = new DataView(src.buffer, src.byteOffset + offset, this.bytes);
     const u32 = new Uint32Array(this.words);
     for (let i = 0; i < this.words; i++) u32[i] = dv.getUint32(i * 4, true);

@@ -129,7 +129,7 @@ export class HwMemory implements FrameStore {
 
   /** The aligned 32-bit word at pa (descriptor fields in kernel memory: read through the frame view). */
   read32(pa: number): number {
-    assert(pa % 4 === 0, `read32: unaligned ${pa}`);
+    if (!(pa % 4 === 0)) assert(false, `read32: unaligned ${pa}`);
     const pfn = Math.floor(pa / PAGE_SIZE);
     const v = this.phys.peekFrameU32(pfn);
     return v === undefined ? 0 : v[(pa - pfn * PAGE_SIZE) >>> 2];
@@ -137,7 +137,7 @@ export class HwMemory implements FrameStore {
 
   /** Store the aligned 32-bit word at pa. */
   write32(pa: number, value: number): void {
-    assert(pa % 4 === 0, `write32: unaligned ${pa}`);
+    if (!(pa % 4 === 0)) assert(false, `write32: unaligned ${pa}`);
     const pfn = Math.floor(pa / PAGE_SIZE);
     this.phys.frameU32(pfn)[(pa - pfn * PAGE_SIZE) >>> 2] = value;
   }
@@ -168,7 +168,7 @@ export class WindowFrameStore implements FrameStore {
 
   frameU32(gpfn: number): Uint32Array {
     const h = this.hostPfn(gpfn);
-    assert(h >= 0, `guest pfn ${gpfn} outside the window`);
+    if (!(h >= 0)) assert(false, `guest pfn ${gpfn} outside the window`);
     return this.host.frameU32(h);
   }
 
@@ -191,5 +191,5 @@ export class WindowFrameStore implements FrameStore {
 }
 
 function checkPa(pa: number, length: number): void {
-  assert(Number.isSafeInteger(pa) && pa >= 0 && Number.isSafeInteger(length) && length >= 0, `bad DMA range ${pa} +${length}`);
+  if (!(Number.isSafeInteger(pa) && pa >= 0 && Number.isSafeInteger(length) && length >= 0)) assert(false, `bad DMA range ${pa} +${length}`);
 }

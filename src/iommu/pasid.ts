@@ -78,7 +78,7 @@ export class PasidAllocator {
 
   /** ida_free: the ID must be in use. */
   free(id: number): void {
-    assert(this.isUsed(id), `PASID ${id} freed while not allocated`);
+    if (!(this.isUsed(id))) assert(false, `PASID ${id} freed while not allocated`);
     const w = id >>> 5;
     this.used[w] &= ~(1 << (id & 31));
     this.full[w >>> 5] &= ~(1 << (w & 31));

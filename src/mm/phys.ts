@@ -219,8 +219,8 @@ export class PhysMem {
 
   /** First pfn of `count` new contiguous zeroed frames, aligned to alignPages. Takes no reference. */
   allocRun(count: number, alignPages = 1): number {
-    assert(Number.isInteger(count) && count > 0, `allocRun: bad count ${count}`);
-    assert(Number.isInteger(alignPages) && alignPages > 0, `allocRun: bad alignment ${alignPages}`);
+    if (!(Number.isInteger(count) && count > 0)) assert(false, `allocRun: bad count ${count}`);
+    if (!(Number.isInteger(alignPages) && alignPages > 0)) assert(false, `allocRun: bad alignment ${alignPages}`);
     const first = Math.ceil(this.next / alignPages) * alignPages;
     this.next = first + count;
     const need = this.next - FIRST_PFN;
@@ -240,7 +240,7 @@ export class PhysMem {
   private idx(pfn: number, count: number): number {
     checkFrames(pfn, count);
     const i = pfn - FIRST_PFN;
-    assert(i >= 0 && pfn + count <= this.next, `frames never allocated (pfn ${pfn} +${count})`);
+    if (!(i >= 0 && pfn + count <= this.next)) assert(false, `frames never allocated (pfn ${pfn} +${count})`);
     return i;
   }
 
@@ -428,7 +428,7 @@ export class PhysMem {
     let placed = 0;
     for (let i = i0; i < i0 + count; i++) {
       const p = i + FIRST_PFN;
-      assert(!this.data.has(p), `useArena: frame ${p} already has contents`);
+      if (this.data.has(p)) assert(false, `useArena: frame ${p} already has contents`);
       const s = i < ARENA_MAX_INDEX ? this.arena.take() : 0;
       if (s === 0) {
         this.frameU32(p);
@@ -683,13 +683,10 @@ export class PhysMem {
 }
 
 function checkRange(pa: number, length: number): void {
-  assert(Number.isSafeInteger(pa) && pa >= 0, `bad physical address ${pa}`);
-  assert(Number.isSafeInteger(length) && length >= 0, `bad length ${length}`);
+  if (!(Number.isSafeInteger(pa) && pa >= 0)) assert(false, `bad physical address ${pa}`);
+  if (!(Number.isSafeInteger(length) && length >= 0)) assert(false, `bad length ${length}`);
 }
 
 function checkFrames(pfn: number, count: number): void {
-  assert(
-    Number.isSafeInteger(pfn) && pfn >= 0 && Number.isSafeInteger(count) && count >= 0,
-    `bad frame range pfn ${pfn} count ${count}`,
-  );
+  if (!(Number.isSafeInteger(pfn) && pfn >= 0 && Number.isSafeInteger(count) && count >= 0)) assert(false, `bad frame range pfn ${pfn} count ${count}`);
 }

@@ -70,7 +70,7 @@ export const NONE: Bits64 = { lo: 0, hi: 0 };
 
 /** Bit n of a descriptor (0..63). */
 export function bit(n: number): Bits64 {
-  assert(Number.isInteger(n) && n >= 0 && n < 64, `bit ${n}`);
+  if (!(Number.isInteger(n) && n >= 0 && n < 64)) assert(false, `bit ${n}`);
   return n < 32 ? { lo: 1 << n, hi: 0 } : { lo: 0, hi: 1 << (n - 32) };
 }
 
@@ -193,21 +193,22 @@ function perms(r: Bits64, w: Bits64, x: Bits64, u: Bits64): readonly [Bits64, Bi
 const NO_PERMS: PermRules = { grant: perms(NONE, NONE, NONE, NONE), deny: perms(NONE, NONE, NONE, NONE) };
 
 function checkFormat(f: PageTableFormat): PageTableFormat {
-  assert(f.levels.length >= 1 && f.levels.length <= 5, `${f.name}: levels`);
+  if (!(f.levels.length >= 1 && f.levels.length <= 5)) assert(false, `${f.name}: levels`);
   let seenLeaf = false;
   for (let i = f.levels.length - 1; i >= 0; i--) {
     const l = f.levels[i];
-    if (i === f.levels.length - 1) assert(l.leaf && l.shift === f.granuleShift, `${f.name}: last level maps one granule`);
-    else assert(l.shift === f.levels[i + 1].shift + f.levels[i + 1].bits, `${f.name}: level ${l.name} shift`);
+    if (i === f.levels.length - 1) {
+      if (!(l.leaf && l.shift === f.granuleShift)) assert(false, `${f.name}: last level maps one granule`);
+    } else if (!(l.shift === f.levels[i + 1].shift + f.levels[i + 1].bits)) assert(false, `${f.name}: level ${l.name} shift`);
     // Leaf levels run contiguously up from the bottom, so a split always has a leaf level below.
     if (!l.leaf) seenLeaf = true;
-    else assert(!seenLeaf, `${f.name}: leaf level ${l.name} above a level without leaves`);
-    assert(l.shift <= 30 || !l.leaf, `${f.name}: leaves larger than 1 GiB are not modelled`);
-    assert(l.frames * 4096 >= 8 << l.bits, `${f.name}: ${l.name} table does not fit its frames`);
+    else if (seenLeaf) assert(false, `${f.name}: leaf level ${l.name} above a level without leaves`);
+    if (!(l.shift <= 30 || !l.leaf)) assert(false, `${f.name}: leaves larger than 1 GiB are not modelled`);
+    if (!(l.frames * 4096 >= 8 << l.bits)) assert(false, `${f.name}: ${l.name} table does not fit its frames`);
   }
   const top = f.levels[0];
-  assert(top.shift + top.bits === f.inputBits, `${f.name}: input bits`);
-  assert(f.outputBits <= f.addrBits && f.addrBits <= 52, `${f.name}: output bits`);
+  if (!(top.shift + top.bits === f.inputBits)) assert(false, `${f.name}: input bits`);
+  if (!(f.outputBits <= f.addrBits && f.addrBits <= 52)) assert(false, `${f.name}: output bits`);
   return Object.freeze(f);
 }
 
@@ -241,7 +242,7 @@ function vtdLevels(n: number, names: string[], leaf2M: boolean, leaf1G: boolean)
  */
 export function vtdSecondStage(opts: VtdSecondStageOptions = {}): PageTableFormat {
   const aw = opts.addressWidth ?? 48;
-  assert(aw === 39 || aw === 48 || aw === 57, `VT-d AW ${aw}`);
+  if (!(aw === 39 || aw === 48 || aw === 57)) assert(false, `VT-d AW ${aw}`);
   const n = (aw - 12) / 9;
   const rwx = perms(bit(0), bit(1), bit(2), NONE);
   const rules: PermRules = { grant: rwx, deny: perms(NONE, NONE, NONE, NONE) };
@@ -303,7 +304,7 @@ export interface VtdFirstStageOptions {
  */
 export function vtdFirstStage(opts: VtdFirstStageOptions = {}): PageTableFormat {
   const n = opts.levels ?? 4;
-  assert(n === 4 || n === 5, `first-stage levels ${n}`);
+  if (!(n === 4 || n === 5)) assert(false, `first-stage levels ${n}`);
   const rules: PermRules = { grant: perms(bit(0), bit(1), NONE, bit(2)), deny: perms(NONE, NONE, bit(63), NONE) };
   return checkFormat({
     name: `vtd-fs-${n}level`,
@@ -362,16 +363,16 @@ export interface ArmOptions {
 function armLevels(kind: "arm-s1" | "arm-s2", opts: ArmOptions): LevelDesc[] {
   const granule = opts.granule ?? 4096;
   const g = Math.log2(granule);
-  assert(g === 12 || g === 14 || g === 16, `granule ${granule}`);
+  if (!(g === 12 || g === 14 || g === 16)) assert(false, `granule ${granule}`);
   const ia = opts.inputBits ?? 48;
   const bpl = g - 3;
-  assert(Number.isInteger(ia) && ia >= 25 && ia <= 48, `input size ${ia}`);
+  if (!(Number.isInteger(ia) && ia >= 25 && ia <= 48)) assert(false, `input size ${ia}`);
   let levels = Math.ceil((ia - g) / bpl);
   let start = 4 - levels;
   if (kind === "arm-s2") {
     const topBits = ia - (g + (levels - 1) * bpl);
     if (opts.startLevel !== undefined) {
-      assert(opts.startLevel >= start && opts.startLevel <= 3, `start level ${opts.startLevel}`);
+      if (!(opts.startLevel >= start && opts.startLevel <= 3)) assert(false, `start level ${opts.startLevel}`);
       levels = 4 - opts.startLevel;
       start = opts.startLevel;
     } else if (start === 0 && 1 << topBits <= 16) {

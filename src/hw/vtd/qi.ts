@@ -212,7 +212,7 @@ export function encodeQi(d: QiDescriptorInput, width: QiWidth = 256): Uint8Array
   const layout = QI_LAYOUTS[kind] as Layout<FieldMap>;
   const bytes = layout.encode(fields as Partial<Value<FieldMap>>);
   if (width === 256) return bytes;
-  for (let i = 16; i < 32; i++) assert(bytes[i] === 0, `${layout.name}: fields in bits 255:128 do not fit a 128-bit descriptor`);
+  for (let i = 16; i < 32; i++) if (bytes[i] !== 0) assert(false, `${layout.name}: fields in bits 255:128 do not fit a 128-bit descriptor`);
   return bytes.slice(0, 16);
 }
 

@@ -85,7 +85,7 @@ export abstract class VtdRegisterFile {
     this.ecap = ecapFromU64(ecapU64);
     this.frWord = (this.cap.fro * 16) / 4;
     this.nfr = this.cap.nfr + 1;
-    assert(this.cap.fro * 16 + this.nfr * FAULT_RECORD_BYTES <= frLimit, `${what}: fault recording registers beyond offset 0x${frLimit.toString(16)}`);
+    if (!(this.cap.fro * 16 + this.nfr * FAULT_RECORD_BYTES <= frLimit)) assert(false, `${what}: fault recording registers beyond offset 0x${frLimit.toString(16)}`);
     const r = this.regs;
     r[VtdReg.VER >> 2] = 0x10;
     this.setReg64(VtdReg.CAP, capU64);
@@ -225,7 +225,7 @@ export abstract class VtdRegisterFile {
   }
 
   private checkOff(off: number): void {
-    assert(Number.isInteger(off) && off >= 0 && off < VTD_REG_BYTES && off % 4 === 0, `${this.what} register offset ${off}`);
+    if (!(Number.isInteger(off) && off >= 0 && off < VTD_REG_BYTES && off % 4 === 0)) assert(false, `${this.what} register offset ${off}`);
   }
 
   /** GCMD_REG: one-shot commands act when written as 1; enables act when they differ from GSTS. */

@@ -128,7 +128,7 @@ export class VtdRig {
   pasidEntryPa(sid: number, pasid: number): number {
     const mem = this.unit.mem;
     const d = this.dirs.get(sid);
-    assert(d !== undefined, `no context entry set up for sid ${sid}`);
+    if (!(d !== undefined)) assert(false, `no context entry set up for sid ${sid}`);
     assert(pasid >>> 6 < d.entries, "PASID beyond the directory");
     const dePa = d.pa + (pasid >>> 6) * 8;
     const df = mem.frameU32(Math.floor(dePa / PAGE_SIZE));

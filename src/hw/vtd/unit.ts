@@ -565,8 +565,8 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
 
   /** DmaPort: translate page by page and move the bytes. */
   dma(req: DmaRequest): DmaResult {
-    assert(Number.isInteger(req.sid) && req.sid >= 0 && req.sid <= 0xffff, `source-id ${req.sid}`);
-    assert(Number.isInteger(req.pasid) && req.pasid >= -1 && req.pasid < 2 ** 20, `PASID ${req.pasid}`);
+    if (!(Number.isInteger(req.sid) && req.sid >= 0 && req.sid <= 0xffff)) assert(false, `source-id ${req.sid}`);
+    if (!(Number.isInteger(req.pasid) && req.pasid >= -1 && req.pasid < 2 ** 20)) assert(false, `PASID ${req.pasid}`);
     assert(iovaRangeOk(req.iova, req.length), "DMA address range within 64 bits");
     assert(Number.isSafeInteger(req.length) && req.length >= 0 && req.data.length >= req.length, "DMA length and buffer");
     return this.runDma(req, 0);
@@ -832,7 +832,7 @@ function permCode(missing: number, firstStage: boolean): number {
 }
 
 function checkSid(sid: number): void {
-  assert(Number.isInteger(sid) && sid >= 0 && sid <= 0xffff, `source-id ${sid}`);
+  if (!(Number.isInteger(sid) && sid >= 0 && sid <= 0xffff)) assert(false, `source-id ${sid}`);
 }
 
 

@@ -616,7 +616,7 @@ export class VtdDriver implements IommuDriver {
   /** intel_iommu_probe_device: a PCI device at source-id sid behind this unit. */
   probeDevice(o: VtdDeviceOptions): Device {
     assert(Number.isInteger(o.sid) && o.sid >= 0 && o.sid <= 0xffff, "a 16-bit source-id");
-    assert(!this.bySid.has(o.sid), `source-id ${o.sid} is already probed`);
+    if (this.bySid.has(o.sid)) assert(false, `source-id ${o.sid} is already probed`);
     const ecap = this.unit.ecap;
     const pasidBits = o.pasidBits ?? 0;
     const atsSupported = (o.ats ?? false) && ecap.dt === 1;
