@@ -138,7 +138,8 @@ function mapLazy64g(): { us: number; pinned: number } {
  * as `softiommu run` leaves it; ioctl_roundtrip_pinned_us, the same with the server's thread and the
  * program on different CPUs (`softiommu run --pin`: on a loaded 2-CPU VM the scheduler sometimes
  * puts both on one CPU and keeps them there, ~130 µs instead of ~15); and shim_map_1g_ratio,
- * 1 GiB IOAS_MAP+UNMAP through the shim (bench/c/map1g.c) ÷ the same in-process. Null when the
+ * 1 GiB IOAS_MAP+UNMAP through the shim (bench/c/map1g.c) ÷ the same in-process (three alternating
+ * pairs, the median ratio). Null when the
  * shim cannot be built here (no C compiler); the pinned figure is null with one CPU.
  */
 async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl_roundtrip_pinned_us: number | null; shim_map_1g_ratio: number | null }> {
@@ -167,12 +168,12 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl
     const sock = path.join(dir, "sock");
     const server = new SoftiommuServer();
     await server.listen(sock);
-    const runIt = (prog: string, pin: string | null): Promise<string> =>
+    const runIt = (prog: string, pin: string | null, args: string[] = []): Promise<string> =>
       new Promise((resolve, reject) => {
         const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: shimPath, SOFTIOMMU_SOCKET: sock };
         delete env.SOFTIOMMU_PIN;
         if (pin) env.SOFTIOMMU_PIN = pin;
-        const c = spawn(prog, [], { env, stdio: ["ignore", "pipe", "inherit"] });
+        const c = spawn(prog, args, { env, stdio: ["ignore", "pipe", "inherit"] });
         let out = "";
         c.stdout.on("data", (d: Buffer) => (out += d.toString()));
         c.once("error", reject);
@@ -182,17 +183,24 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl
     const unpinned = us(await runIt(rt, null));
     const pinned = plan ? us(await runIt(rt, plan.env)) : null;
     // (its shim puts this thread back on all its CPUs first)
-    const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g, unpin))?.[1]);
-    await server.close();
-    // the same 1 GiB map + unmap in-process (MAP_SHARED|MAP_ANONYMOUS memory, one mock domain)
+    await runIt(rt, unpin, ["1"]);
+    // 1 GiB map + unmap through the shim and the same in-process (MAP_SHARED|MAP_ANONYMOUS memory,
+    // one mock domain), in three alternating pairs of 7 rounds each, the median of the three
+    // ratios: this VM's speed drifts over seconds, and two figures taken apart measure the drift
     const env = setup(true, GiB);
     timeMapUnmap(env, GiB, 1n << 24n);
-    const xs: number[] = [];
-    for (let i = 0; i < 15; i++) xs.push(timeMapUnmap(env, GiB, 1n << 24n));
+    const ratios: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g, null, ["7"]))?.[1]);
+      const xs: number[] = [];
+      for (let i = 0; i < 7; i++) xs.push(timeMapUnmap(env, GiB, 1n << 24n));
+      ratios.push(shimMs / median(xs));
+    }
+    await server.close();
     return {
       ioctl_roundtrip_us: unpinned,
       ioctl_roundtrip_pinned_us: pinned,
-      shim_map_1g_ratio: +(shimMs / median(xs)).toFixed(3),
+      shim_map_1g_ratio: +median(ratios).toFixed(3),
     };
   } catch (e) {
     process.stderr.write(`bench: shim figures failed: ${(e as Error).message}\n`);
