@@ -160,10 +160,12 @@ export class PhysMem {
   /** Materialized contents of written frames (use getData / setData / deleteData). */
   private readonly data = new Map<number, Uint8Array>();
   /**
-   * The same frames by pfn - FIRST_PFN for allocated pfns (a dense array: a DMA looks its frame up
-   * per page, and a Map lookup cost more than copying the page's 4 KiB). Others only in `data`.
+   * The same frames by pfn - FIRST_PFN for allocated pfns (a DMA looks its frame up per page, and a
+   * Map lookup cost more than copying the page's 4 KiB), in chunks of 1024 so that one frame
+   * written far up a large allocation does not make a table as long as the allocation. Frames
+   * outside allocated pfns are only in `data`.
    */
-  private readonly dataTab: (Uint8Array | undefined)[] = [];
+  private readonly dataTab: ((Uint8Array | undefined)[] | undefined)[] = [];
   /**
    * Cached hardware views of materialized frames (Uint32Array over the same bytes as `data`),
    * indexed by pfn - FIRST_PFN; grown in place (never replaced) and cleared when contents drop.
@@ -198,7 +200,7 @@ export class PhysMem {
   private getData(pfn: number): Uint8Array | undefined {
     const i = pfn - FIRST_PFN;
     // a frame written before its pfn was allocated is only in the Map
-    if (i >= 0 && i < this.dataTab.length) return this.dataTab[i] ?? this.data.get(pfn);
+    if (i >= 0 && i < this.next - FIRST_PFN) return this.dataTab[i >>> 10]?.[i & 1023] ?? this.data.get(pfn);
     return this.data.get(pfn);
   }
 
@@ -206,15 +208,21 @@ export class PhysMem {
     this.data.set(pfn, frame);
     const i = pfn - FIRST_PFN;
     if (i >= 0 && pfn < this.next) {
-      while (this.dataTab.length <= i) this.dataTab.push(undefined);
-      this.dataTab[i] = frame;
+      const c = i >>> 10;
+      while (this.dataTab.length <= c) this.dataTab.push(undefined);
+      let chunk = this.dataTab[c];
+      if (chunk === undefined) this.dataTab[c] = chunk = new Array<Uint8Array | undefined>(1024).fill(undefined);
+      chunk[i & 1023] = frame;
     }
   }
 
   private deleteData(pfn: number): void {
     this.data.delete(pfn);
     const i = pfn - FIRST_PFN;
-    if (i >= 0 && i < this.dataTab.length) this.dataTab[i] = undefined;
+    if (i >= 0) {
+      const chunk = this.dataTab[i >>> 10];
+      if (chunk !== undefined) chunk[i & 1023] = undefined;
+    }
   }
 
   /** First pfn of `count` new contiguous zeroed frames, aligned to alignPages. Takes no reference. */
