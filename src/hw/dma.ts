@@ -7,6 +7,7 @@
  * below 2^53). Inside, units work in page numbers (iova / 4096, exact in a double) and an in-page
  * offset: see {@link iovaPage} and {@link iovaOffset}.
  */
+import { modPow2 } from "../util/num.js";
 
 /** The kind of a translation failure, common to both architectures (each unit also gives its code). */
 export type DmaFaultKind =
@@ -99,7 +100,7 @@ export function iovaPage(iova: bigint | number): number {
 
 /** The offset of a request's IOVA in its 4 KiB page. */
 export function iovaOffset(iova: bigint | number): number {
-  return typeof iova === "number" ? iova % 4096 : Number(iova & 0xfffn);
+  return typeof iova === "number" ? modPow2(iova, 4096) : Number(iova & 0xfffn);
 }
 
 /** Whether a request's [iova, iova + length) is a valid 64-bit input range. */

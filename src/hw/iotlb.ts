@@ -16,6 +16,7 @@
  * - "fifo": evict the oldest entry still cached.
  */
 import { assert } from "../errno.js";
+import { modPow2 } from "../util/num.js";
 
 export type IotlbPolicy = "reset" | "fifo";
 
@@ -129,7 +130,7 @@ export class Iotlb {
     for (let i = 0; i < sizes.length; i++) {
       const s = sizes[i];
       const span = 2 ** s;
-      const base = s === 0 ? vpn : vpn - (vpn % span);
+      const base = s === 0 ? vpn : vpn - modPow2(vpn, span);
       let j = this.slotOf(k1, k2, base, s);
       const used = this.used;
       while (used[j] !== 0) {

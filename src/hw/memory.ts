@@ -15,6 +15,7 @@
  */
 import { assert } from "../errno.js";
 import { PAGE_SIZE, type PhysMem } from "../mm/phys.js";
+import { modPow2 } from "../util/num.js";
 
 assert(new Uint8Array(new Uint32Array([1]).buffer)[0] === 1, "hw/ assumes a little-endian host");
 
@@ -129,7 +130,7 @@ export class HwMemory implements FrameStore {
 
   /** The aligned 32-bit word at pa (descriptor fields in kernel memory: read through the frame view). */
   read32(pa: number): number {
-    if (!(pa % 4 === 0)) assert(false, `read32: unaligned ${pa}`);
+    if (modPow2(pa, 4) !== 0) assert(false, `read32: unaligned ${pa}`);
     const pfn = Math.floor(pa / PAGE_SIZE);
     const v = this.phys.peekFrameU32(pfn);
     return v === undefined ? 0 : v[(pa - pfn * PAGE_SIZE) >>> 2];
@@ -137,7 +138,7 @@ export class HwMemory implements FrameStore {
 
   /** Store the aligned 32-bit word at pa. */
   write32(pa: number, value: number): void {
-    if (!(pa % 4 === 0)) assert(false, `write32: unaligned ${pa}`);
+    if (modPow2(pa, 4) !== 0) assert(false, `write32: unaligned ${pa}`);
     const pfn = Math.floor(pa / PAGE_SIZE);
     this.phys.frameU32(pfn)[(pa - pfn * PAGE_SIZE) >>> 2] = value;
   }

@@ -34,6 +34,7 @@ import {
   type PageTableFormat,
   type PermRules,
 } from "./format.js";
+import { modPow2 } from "../../util/num.js";
 
 const TWO20 = 1048576;
 /** FRAME_VIEW_BASE as a constant of this module (an imported binding is a load in compiled code). */
@@ -690,7 +691,7 @@ export class PageTableEngine {
       tbl = ((lo & this.addrLo) >>> 12) + (hi & this.addrHi) * TWO20;
     }
     // The offset in the leaf only needs the input page's low 31 bits (leaves are at most 2^18 pages).
-    return this.finishLeaf(vpn, access, l, f, w, lo, hi, tLo, tHi, small ? vpn : vpn % 2147483648);
+    return this.finishLeaf(vpn, access, l, f, w, lo, hi, tLo, tHi, small ? vpn : modPow2(vpn, 2147483648));
   }
 
   /**
@@ -1016,7 +1017,7 @@ export class PageTableEngine {
     const validLo = this.validLo;
     const live = this.live.get(tbl) as number;
     // The output page number as 20 low bits (address bits 31:12) and the rest (bits 51:32).
-    let pLo = p % TWO20;
+    let pLo = modPow2(p, TWO20);
     let pHi = (p - pLo) / TWO20;
     let f = mem.frameU32(tbl + (idx >>> 9));
     let k = 0;

@@ -97,6 +97,7 @@ import {
   defaultIdRegs,
   type SmmuIdRegs,
 } from "./unit-regs.js";
+import { modPow2 } from "../../util/num.js";
 
 export { SmmuReg } from "./unit-regs.js";
 export type { SmmuFeatures } from "./unit-config.js";
@@ -770,7 +771,7 @@ export class SmmuUnit implements DmaPort {
       if (p < 0) return this.engineFault(s2, 2, EventClass.IN, vpn, ste, null);
       if (p >= ste.s2OutPages) return this.transFault(EventId.F_ADDR_SIZE, 2, EventClass.IN, vpn, ste, null);
       const pages = s2.leafPages;
-      const off = vpn % pages;
+      const off = modPow2(vpn, pages);
       let perms = s2.perms;
       if ((acc & ACC_WRITE) === 0 && ste.s2hd) perms &= ~ACC_WRITE;
       tlb.insert(k1, k2, vpn - off, Math.log2(pages), p - off, perms, KIND_S2, 0);
@@ -778,20 +779,20 @@ export class SmmuUnit implements DmaPort {
     }
     // Stage 1 (nested or not): choose the region by VA bit 55 and check the unused top bits.
     const cd = this.rCd as CdCfg;
-    const b55 = Math.floor(vpn / TWO43) % 2;
+    const b55 = modPow2(Math.floor(vpn / TWO43), 2);
     let eng: PageTableEngine | null;
     let local: number;
     if (b55 === 0) {
       eng = cd.eng0;
-      const top = cd.tbi0 ? vpn % TWO44 : vpn;
+      const top = cd.tbi0 ? modPow2(vpn, TWO44) : vpn;
       if (eng === null || top >= cd.pages0) return this.transFault(EventId.F_TRANSLATION, 1, EventClass.IN, -1, ste, cd);
-      local = vpn % cd.pages0;
+      local = modPow2(vpn, cd.pages0);
     } else {
       eng = cd.eng1;
-      const top = cd.tbi1 ? vpn % TWO44 : vpn;
+      const top = cd.tbi1 ? modPow2(vpn, TWO44) : vpn;
       const lim = cd.tbi1 ? TWO44 - cd.pages1 : TWO52 - cd.pages1;
       if (eng === null || top < lim) return this.transFault(EventId.F_TRANSLATION, 1, EventClass.IN, -1, ste, cd);
-      local = vpn % cd.pages1;
+      local = modPow2(vpn, cd.pages1);
     }
     const p = eng.translate(local, acc);
     if (p < 0) {
@@ -802,7 +803,7 @@ export class SmmuUnit implements DmaPort {
       return this.transFault(EventId.F_ADDR_SIZE, ste.s2 !== null ? 2 : 1, EventClass.IN, -1, ste, cd);
     }
     const pages = eng.leafPages;
-    const off = local % pages;
+    const off = modPow2(local, pages);
     let perms = eng.perms;
     if ((acc & ACC_WRITE) === 0 && (cd.hd || ste.s2hd)) perms &= ~ACC_WRITE;
     tlb.insert(k1, k2, vpn - off, Math.log2(pages), p - off, perms, KIND_S1, 0);

@@ -98,6 +98,7 @@ import {
 } from "./unit-regs.js";
 import { VtdRig } from "./unit-setup.js";
 import { VtdRegisterFile } from "./regfile.js";
+import { modPow2 } from "../../util/num.js";
 
 export * from "./unit-regs.js";
 export { VtdRig, type RigOptions, type RigContext } from "./unit-setup.js";
@@ -358,7 +359,7 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
     // is cached without write permission: a later write walks again and sets D.
     if ((access & ACC_WRITE) === 0 && pe.tracksDirty) perms &= ~ACC_WRITE;
     if (pasid < 0 && priv) perms |= ACC_USER; // RID_PRIV: every request of this key is supervisor
-    const delta = vpn % pages;
+    const delta = modPow2(vpn, pages);
     let sizeLog2 = 0;
     while (2 ** sizeLog2 < pages) sizeLog2++;
     this.iotlb.insert(sid, pasid, vpn - delta, sizeLog2, out - delta, perms, pe.did, eff);
@@ -583,7 +584,7 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
     while (done < req.length) {
       const at = off0 + done;
       const vpn = vpn0 + Math.floor(at / PAGE_SIZE);
-      const inPage = at % PAGE_SIZE;
+      const inPage = modPow2(at, PAGE_SIZE);
       let ppn = vpn;
       if (this.te) {
         ppn = this.iotlb.lookup(req.sid, req.pasid, vpn);
