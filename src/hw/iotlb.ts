@@ -167,7 +167,7 @@ export class Iotlb {
    * permissions and tags. Replaces an entry with the same key. Returns the slot.
    */
   insert(k1: number, k2: number, vpn: number, sizeLog2: number, ppn: number, perms: number, tagA: number, tagB: number): number {
-    assert(sizeLog2 >= 0 && sizeLog2 <= MAX_SIZE_LOG2 && vpn % 2 ** sizeLog2 === 0, "IOTLB entry aligned to its size");
+    assert(sizeLog2 >= 0 && sizeLog2 <= MAX_SIZE_LOG2 && modPow2(vpn, 2 ** sizeLog2) === 0, "IOTLB entry aligned to its size");
     let j = this.find(k1, k2, vpn, sizeLog2);
     if (j < 0) {
       if (this.n >= this.capacity) {
