@@ -182,8 +182,6 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl
     const us = (out: string): number => Number(/median_us ([\d.]+)/.exec(out)?.[1]);
     const unpinned = us(await runIt(rt, null));
     const pinned = plan ? us(await runIt(rt, plan.env)) : null;
-    // (its shim puts this thread back on all its CPUs first)
-    await runIt(rt, unpin, ["1"]);
     // 1 GiB map + unmap through the shim and the same in-process (MAP_SHARED|MAP_ANONYMOUS memory,
     // one mock domain), in three alternating pairs of 7 rounds each, the median of the three
     // ratios: this VM's speed drifts over seconds, and two figures taken apart measure the drift
@@ -191,7 +189,8 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl
     timeMapUnmap(env, GiB, 1n << 24n);
     const ratios: number[] = [];
     for (let k = 0; k < 3; k++) {
-      const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g, null, ["7"]))?.[1]);
+      // (the first one's shim puts this thread back on all its CPUs before it starts)
+      const shimMs = Number(/median_ms ([\d.]+)/.exec(await runIt(m1g, k === 0 ? unpin : null, ["7"]))?.[1]);
       const xs: number[] = [];
       for (let i = 0; i < 7; i++) xs.push(timeMapUnmap(env, GiB, 1n << 24n));
       ratios.push(shimMs / median(xs));

@@ -228,24 +228,25 @@ static int recv_all(int fd, void *buf, size_t len)
 }
 
 /*
- * Wait a little for an answer by polling before blocking: the server usually answers within tens
- * of microseconds, and a blocked process takes about as long again to be woken up.
+ * recvfrom that waits a little for an answer by polling (MSG_DONTWAIT) before it blocks: the server
+ * usually answers within tens of microseconds, and a blocked process takes about as long again to
+ * be woken up. Returns what recvfrom returns (EINTR and EAGAIN are retried).
  */
 #define SPIN_NS 150000
-static void spin_until_readable(int fd)
+static long recv_spin(int fd, void *buf, size_t len, int flags)
 {
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int wait = MSG_DONTWAIT;
 	for (unsigned i = 1;; i++) {
-		unsigned char b;
-		long n = syscall(SYS_recvfrom, fd, &b, 1, MSG_DONTWAIT | MSG_PEEK, NULL, NULL);
-		if (n != -1 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			return;
-		if ((i & 15) == 0) {
+		if (wait && (i & 15) == 0) {
 			clock_gettime(CLOCK_MONOTONIC, &t);
 			if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > SPIN_NS)
-				return;
+				wait = 0;
 		}
+		long n = syscall(SYS_recvfrom, fd, buf, len, flags | wait, NULL, NULL);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			return n;
 	}
 }
 
@@ -295,37 +296,25 @@ static int take(int fd, void *buf, size_t len)
 	return len ? recv_all(fd, p, len) : 0;
 }
 
-/* The next frame's header: spin a while (the answer usually comes within microseconds), then block. */
+/* The next frame's header (polling a while first, see recv_spin). */
 static int next_header(int fd, uint32_t h[2])
 {
 	if (fd != chan) {
-		spin_until_readable(fd);
+		unsigned char b;
+		if (recv_spin(fd, &b, 1, MSG_PEEK) < 0)
+			return -1;
 		return recv_all(fd, h, 8);
 	}
 	if (ra_fd != fd || ra_off == ra_len) {
 		ra_fd = fd;
 		ra_off = ra_len = 0;
-		struct timespec t0, t;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		for (unsigned i = 1;; i++) {
-			int flags = MSG_DONTWAIT;
-			if ((i & 15) == 0) {
-				clock_gettime(CLOCK_MONOTONIC, &t);
-				if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > SPIN_NS)
-					flags = 0;
-			}
-			long n = syscall(SYS_recvfrom, fd, ra, sizeof(ra), flags, NULL, NULL);
-			if (n > 0) {
-				ra_len = (uint32_t)n;
-				break;
-			}
-			if (n == 0) {
+		long n = recv_spin(fd, ra, sizeof(ra), 0);
+		if (n <= 0) {
+			if (n == 0)
 				errno = ECONNRESET;
-				return -1;
-			}
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				return -1;
+			return -1;
 		}
+		ra_len = (uint32_t)n;
 	}
 	return take(fd, h, 8);
 }
@@ -1506,7 +1495,7 @@ static ssize_t link_copy(const char *link, long n, char *buf, size_t size)
 EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
 {
 	const char *link;
-	long n = enabled && path && path[0] == '/' ? fd_link(path, &link) : -1;
+	long n = enabled && is_abs(path) ? fd_link(path, &link) : -1;
 	if (n >= 0)
 		return link_copy(link, n, buf, size);
 	return (ssize_t)syscall(SYS_readlinkat, dirfd, path, buf, size);

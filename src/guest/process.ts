@@ -13,6 +13,16 @@ import type { Vm } from "./vm.js";
 
 export type GuestPaging = "x86-4level" | "x86-5level" | "arm64";
 
+/**
+ * The guest kernel's arm64 memory types (Linux 6.12 arch/arm64/include/asm/memory.h: MT_NORMAL 0,
+ * MT_NORMAL_TAGGED 1, MT_NORMAL_NC 2, MT_DEVICE_nGnRnE 3, MT_DEVICE_nGnRE 4) and MAIR_EL1 as
+ * proc.S sets it (MAIR_EL1_SET: Normal 0xff at 0 and, without MTE, at 1 too; Normal-NC 0x44;
+ * nGnRnE 0x00; nGnRE 0x04). The SVA context descriptor carries this MAIR (arm_smmu_make_sva_cd),
+ * so the device reads the process's AttrIndx through it.
+ */
+export const ARM64_MT = { NORMAL: 0, NORMAL_TAGGED: 1, NORMAL_NC: 2, DEVICE_nGnRnE: 3, DEVICE_nGnRE: 4 } as const;
+export const ARM64_MAIR_EL1 = { lo: 0x0044ffff, hi: 0x00000004 } as const;
+
 function formatOf(p: GuestPaging): PageTableFormat {
   switch (p) {
     case "x86-4level":
@@ -20,7 +30,8 @@ function formatOf(p: GuestPaging): PageTableFormat {
     case "x86-5level":
       return vtdFirstStage({ levels: 5 });
     case "arm64":
-      return armStage1();
+      // user memory is MT_NORMAL (PROT_DEFAULT: inner shareable, AF, nG)
+      return armStage1({ attrIndex: { normal: ARM64_MT.NORMAL, device: ARM64_MT.DEVICE_nGnRE, nonCacheable: ARM64_MT.NORMAL_NC } });
   }
 }
 
@@ -33,8 +44,8 @@ export class GuestProcess {
   private readonly pages = new Map<number, number>();
 
   /**
-   * The memory type of its pages: normal write-back (Arm: AttrIndx 1 of the format's MAIR, inner
-   * shareable, as Linux maps user memory); x86 first-stage leaves carry no cache bits for it.
+   * The memory type of its pages: normal write-back (Arm: MT_NORMAL, inner shareable, as Linux maps
+   * user memory); x86 first-stage leaves carry no cache bits for it.
    */
   private readonly memType: number;
 

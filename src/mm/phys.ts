@@ -538,18 +538,18 @@ export class PhysMem {
   private inc(arr: Int32Array, other: Int32Array, isPin: boolean, pfn: number, count: number): void {
     const i0 = this.idx(pfn, count);
     const end = i0 + count;
-    let becameHeld = 0;
-    let becamePinned = 0;
+    let firstHold = 0; // frames held by nothing before
+    let firstOfKind = 0; // frames with no count of this kind before
     for (let i = i0; i < end; i++) {
       const a = arr[i];
       if (a === 0) {
-        becamePinned++;
-        if (other[i] === 0) becameHeld++;
+        firstOfKind++;
+        if (other[i] === 0) firstHold++;
       }
       arr[i] = a + 1;
     }
-    this.inUse += becameHeld;
-    if (isPin) this.pinned += becamePinned;
+    this.inUse += firstHold;
+    if (isPin) this.pinned += firstOfKind;
   }
 
   /** -1 on `arr` for count frames; frames neither pinned nor referenced any more are released. */

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { HostMachine } from "../../src/guest/machine.js";
 import { Vm } from "../../src/guest/vm.js";
 import { GuestProcess, type GuestPaging } from "../../src/guest/process.js";
+import { GUEST_MAIR_EL1 } from "../../src/guest/smmuv3/guest-driver.js";
 
 const PAGE = 4096;
 
@@ -70,7 +71,7 @@ for (const [paging, levels] of [["x86-4level", 4], ["x86-5level", 5]] as const) 
   });
 }
 
-test("arm64: table descriptors are 0b11 with the next table's address and nothing else; the page is 0b11, AttrIndx 1 (normal WB), AP 0b01 (EL0 RW), SH inner, AF, nG, PXN|UXN", () => {
+test("arm64: table descriptors are 0b11 with the next table's address and nothing else; the page is 0b11, AttrIndx MT_NORMAL (0xff in the MAIR the SVA CD carries), AP 0b01 (EL0 RW), SH inner, AF, nG, PXN|UXN", () => {
   const { vm, proc } = setup("arm64");
   const gva = 0x7f_1234_5000;
   proc.map(gva / PAGE, 1);
@@ -82,8 +83,12 @@ test("arm64: table descriptors are 0b11 with the next table's address and nothin
     assert.ok(addrOf(path[i]) > 0 && addrOf(path[i]) % PAGE === 0, `L${i}: the next table's address`);
   }
   const [hi, lo] = path[3];
-  // 1:0 = 0b11 page, AttrIndx 4:2 = 1, NS 5 = 0, AP 7:6 = 0b01, SH 9:8 = 0b11, AF 10, nG 11
-  assert.equal(lo & 0xfff, 0x3 | (1 << 2) | (0b01 << 6) | (0b11 << 8) | (1 << 10) | (1 << 11));
+  // 1:0 = 0b11 page, AttrIndx 4:2 = 0 (MT_NORMAL), NS 5 = 0, AP 7:6 = 0b01, SH 9:8 = 0b11, AF 10, nG 11
+  assert.equal(lo & 0xfff, 0x3 | (0 << 2) | (0b01 << 6) | (0b11 << 8) | (1 << 10) | (1 << 11));
+  // the MAIR byte that AttrIndx selects is Normal, inner and outer write-back (0xff)
+  const attr = (lo >>> 2) & 7;
+  const mair = attr < 4 ? (GUEST_MAIR_EL1.lo >>> (8 * attr)) & 0xff : (GUEST_MAIR_EL1.hi >>> (8 * (attr - 4))) & 0xff;
+  assert.equal(mair, 0xff);
   assert.equal(addrOf(path[3]), proc.guestPage(gva / PAGE) * PAGE);
   // PXN 53, UXN 54 (bits 21 and 22 of the high word); DBM 51, Contiguous 52 clear
   assert.equal(hi >>> 20, 0b110);

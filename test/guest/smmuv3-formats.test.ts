@@ -84,9 +84,10 @@ test("the CD for an SVA bond is arm_smmu_make_sva_cd bit for bit: T0SZ 16, TG0 4
   // dword 1: TTB0 (51:4)
   assert.equal(w[2], lo(p2.rootGpa));
   assert.equal(w[3], hi(p2.rootGpa));
-  // dword 3: MAIR_EL1 = 0x000000f0_ff440400
-  assert.equal(w[6], 0xff440400);
-  assert.equal(w[7], 0x000000f0);
+  // dword 3: MAIR_EL1 as Linux 6.12 sets it (proc.S MAIR_EL1_SET): attr 0 Normal 0xff, 1 Normal
+  // 0xff (the MT_NORMAL_TAGGED slot without MTE), 2 Normal-NC 0x44, 3 nGnRnE 0x00, 4 nGnRE 0x04
+  assert.equal(w[6], 0x0044ffff);
+  assert.equal(w[7], 0x00000004);
   for (const i of [4, 5, 8, 9, 10, 11, 12, 13, 14, 15]) assert.equal(w[i], 0, `CD word ${i}`);
 });
 

@@ -56,7 +56,7 @@ import {
   strtabBaseCfg,
 } from "../../hw/smmuv3/unit-regs.js";
 import { PAGE_SIZE } from "../../mm/phys.js";
-import type { GuestProcess } from "../process.js";
+import { ARM64_MAIR_EL1, type GuestProcess } from "../process.js";
 import type { Vm } from "../vm.js";
 import type { VSmmu } from "./vsmmu.js";
 
@@ -67,8 +67,8 @@ const CTXDESC_LINEAR_CDMAX = 10;
 const CMDQ_BATCH_ENTRIES = 64;
 /** CMDQ_MAX_TLBI_OPS: past this many pages without RIL, invalidate the whole ASID. */
 const CMDQ_MAX_TLBI_OPS = 512;
-/** Linux arm64's MAIR_EL1 (MAIR_EL1_SET): nGnRnE, nGnRE, Normal-NC, Normal, Normal-Tagged. */
-export const GUEST_MAIR_EL1 = { lo: 0xff440400, hi: 0x000000f0 } as const;
+/** The guest CPU's MAIR_EL1 (Linux 6.12's MAIR_EL1_SET, guest/process.ts), which SVA CDs carry. */
+export const GUEST_MAIR_EL1 = ARM64_MAIR_EL1;
 
 export interface GuestSmmuOptions {
   /** Most command-queue entries (log2) the driver uses (default 8; Linux takes what IDR1 says up to 2^18). */

@@ -358,6 +358,12 @@ export interface ArmOptions {
   outputBits?: number;
   /** Stage 2: start level (SL0). Default: Linux's choice (concatenate up to 16 tables at level 1). */
   startLevel?: number;
+  /**
+   * Stage 1: the MAIR indices (AttrIndx) written for PT_CACHE (normal write-back), PT_MMIO (device
+   * nGnRE) and neither (normal non-cacheable). Default io-pgtable-arm's {1, 2, 0}; a CPU's tables
+   * use the kernel's MAIR_EL1 layout instead (guest/process.ts).
+   */
+  attrIndex?: { normal: number; device: number; nonCacheable: number };
 }
 
 function armLevels(kind: "arm-s1" | "arm-s2", opts: ArmOptions): LevelDesc[] {
@@ -400,7 +406,7 @@ function armLevels(kind: "arm-s1" | "arm-s2", opts: ArmOptions): LevelDesc[] {
  * AttrIndx 4:2, NS 5, AP[2:1] 7:6 (AP[1] EL0 access, AP[2] read-only), SH 9:8, AF 10, nG 11,
  * OA 47:blocksize, DBM 51, Contiguous 52, PXN 53, UXN 54. Written as Linux's io-pgtable-arm does:
  * nG always; MAIR index 1 (write-back) with inner-shareable for PT_CACHE, 2 (device) for PT_MMIO,
- * else 0 (non-cacheable) outer-shareable.
+ * else 0 (non-cacheable) outer-shareable (other indices: ArmOptions.attrIndex).
  */
 export function armStage1(opts: ArmOptions = {}): PageTableFormat {
   return armFormat("arm-s1", opts);
@@ -419,12 +425,15 @@ function armFormat(kind: "arm-s1" | "arm-s2", opts: ArmOptions): PageTableFormat
   const levels = armLevels(kind, opts);
   const g = Math.log2(opts.granule ?? 4096);
   const s1 = kind === "arm-s1";
+  const ai = opts.attrIndex ?? { normal: 1, device: 2, nonCacheable: 0 };
+  if (!(ai.normal >= 0 && ai.normal < 8 && ai.device >= 0 && ai.device < 8 && ai.nonCacheable >= 0 && ai.nonCacheable < 8)) assert(false, "AttrIndx is 3 bits");
   const cacheSh: ProtRule = { prot: PT_CACHE, set: field(3, 8), clear: field(2, 8) }; // SH inner / outer shareable
   const protRules: ProtRule[] = s1
     ? [
         cacheSh,
-        { prot: PT_CACHE, set: field(1, 2), clear: NONE }, // AttrIndx 1: normal write-back
-        { prot: PT_MMIO, set: field(2, 2), clear: NONE }, // AttrIndx 2: device nGnRE
+        { prot: PT_CACHE, set: field(ai.normal, 2), clear: NONE }, // AttrIndx: normal write-back
+        { prot: PT_MMIO, set: field(ai.device, 2), clear: NONE }, // AttrIndx: device nGnRE
+        { prot: PT_CACHE | PT_MMIO, set: NONE, clear: field(ai.nonCacheable, 2) }, // AttrIndx: normal non-cacheable
         { prot: PT_USER, set: bit(6), clear: NONE }, // AP[1]
         { prot: PT_WRITE, set: NONE, clear: bit(7) }, // AP[2] read-only
         { prot: PT_EXEC, set: NONE, clear: or(bit(53), bit(54)) }, // PXN | UXN
