@@ -20,7 +20,7 @@
  *  - Memory: page-table pages live in one block of 4 KiB slots (the model's FrameArena: one
  *    shared memory for every table frame), slot 0 a frame of zeros that is never a table, the
  *    others handed out in allocation order; a frame's slot comes from a flat array of 32-bit
- *    offsets indexed by pfn - 0x1000 (FrameArena.slot), 0 for a frame without one, which then
+ *    offsets indexed by pfn (FrameArena.slot), 0 for a frame without one, which then
  *    reads as not present (as the model's lean path, which leaves such frames to its slow path).
  *    The root's frame is looked up once (the model's engine keeps its root's slot).
  *    Every walk checks the input size, each entry's present bit, the leaf level and the
@@ -49,7 +49,7 @@
 static uint64_t *arena;    /* the slots: slot s is arena[s * 512 .. s * 512 + 511]; slot 0 stays zero */
 static uint32_t arena_slots; /* slots allocated, and slots in use (slot 0 included) */
 static uint32_t used_slots = 1;
-static uint32_t *slot_of;  /* slot_of[pfn - FIRST_PFN]: the frame's first entry in arena, 0 for none */
+static uint32_t *slot_of;  /* slot_of[pfn]: the frame's first entry in arena, 0 for none */
 static uint32_t nslot_of;  /* its size */
 static uint32_t next_pfn = FIRST_PFN;
 static uint32_t table_frames;
@@ -64,7 +64,7 @@ static uint32_t alloc_run(uint32_t count)
 static uint32_t alloc_table(void)
 {
 	uint32_t pfn = alloc_run(1);
-	uint32_t i = pfn - FIRST_PFN;
+	uint32_t i = pfn;
 	if (used_slots >= arena_slots) {
 		uint32_t n = arena_slots ? 2 * arena_slots : 16;
 		arena = realloc(arena, (size_t)n * 4096);
@@ -74,7 +74,7 @@ static uint32_t alloc_table(void)
 		arena_slots = n;
 	}
 	if (i >= nslot_of) {
-		uint32_t n = nslot_of ? nslot_of : 1024;
+		uint32_t n = nslot_of ? nslot_of : 2 * FIRST_PFN;
 		while (n <= i)
 			n *= 2;
 		slot_of = realloc(slot_of, n * sizeof(*slot_of));
@@ -91,8 +91,7 @@ static uint32_t alloc_table(void)
 /* The frame's entries in the arena (slot 0, all zeros, for a frame without a slot). */
 static inline uint64_t *frame(uint64_t pfn)
 {
-	uint64_t i = pfn - FIRST_PFN; /* wraps to a huge value below FIRST_PFN */
-	return arena + (i < nslot_of ? slot_of[i] : 0);
+	return arena + (pfn < nslot_of ? slot_of[pfn] : 0);
 }
 
 static uint32_t root;

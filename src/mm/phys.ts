@@ -52,7 +52,7 @@ const NO_SLOTS = new Int32Array(0);
 
 /**
  * One block of memory holding the contents of many frames (PhysMem.useArena: page-table frames),
- * so that a hardware walker reads any of them as `words[slot[pfn - FRAME_VIEW_BASE] + word]`: two
+ * so that a hardware walker reads any of them as `words[slot[pfn] + word]`: two
  * typed-array reads, against three dependent loads (view table, view object, its backing store)
  * through per-frame views. Each frame has a slot of 1024 words; slot 0 is never a frame and stays
  * zero, so a pfn without a slot reads as a zero (not present) entry and the walker takes its slow
@@ -78,8 +78,9 @@ export class FrameArena {
    */
   words: Uint32Array = ZERO_FRAME;
   /**
-   * By pfn - FRAME_VIEW_BASE: the frame's first word in `words` (its slot * 1024), or 0 when the
-   * frame has no slot; pfns beyond its end have none either. Replaced when it grows.
+   * By pfn: the frame's first word in `words` (its slot * 1024), or 0 when the frame has no slot
+   * (pfns below FIRST_PFN never have one); pfns beyond its end have none either. Replaced when it
+   * grows. Indexed by the pfn itself, not pfn - FIRST_PFN: a walker saves the subtraction.
    */
   slot: Int32Array = NO_SLOTS;
   /** Most slots (slot 0 included) handed out; frames beyond stay outside the arena (tests lower it). */
@@ -443,14 +444,14 @@ export class PhysMem {
         continue;
       }
       const a = this.arena;
-      if (i >= a.slot.length) {
-        let n = Math.max(a.slot.length, 1024);
-        while (n <= i) n *= 2;
+      if (p >= a.slot.length) {
+        let n = Math.max(a.slot.length, 2 * FIRST_PFN);
+        while (n <= p) n *= 2;
         const t = new Int32Array(n);
         t.set(a.slot);
         a.slot = t;
       }
-      a.slot[i] = s * 1024;
+      a.slot[p] = s * 1024;
       this.setData(p, a.bytesOf(s));
       this.makeView(p, false);
       placed++;
@@ -460,9 +461,8 @@ export class PhysMem {
 
   /** True while frame pfn keeps its contents in the arena. */
   inArena(pfn: number): boolean {
-    const i = pfn - FIRST_PFN;
     const sl = this.arena.slot;
-    return i >= 0 && i < sl.length && sl[i] !== 0;
+    return pfn >= 0 && pfn < sl.length && sl[pfn] !== 0;
   }
 
   /** Copy the contents of frame srcPfn into frame dstPfn. */
@@ -675,13 +675,13 @@ export class PhysMem {
     const sl = this.arena.slot;
     for (const p of gone) {
       const i = p - FIRST_PFN;
-      const w = i >= 0 && i < sl.length ? sl[i] : 0;
+      const w = p < sl.length ? sl[p] : 0;
       if (w !== 0) {
         if (keepArena) {
           this.arena.words.fill(0, w, w + PAGE_SIZE / 4);
           continue;
         }
-        sl[i] = 0;
+        sl[p] = 0;
         this.arena.give(w / 1024);
       }
       this.deleteData(p);

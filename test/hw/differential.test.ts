@@ -24,7 +24,18 @@ import {
 } from "../../src/hw/pagetable/format.js";
 import { PAGE, newEngine, poke } from "./helpers.js";
 
-const FORMATS: PageTableFormat[] = [vtdSecondStage(), vtdSecondStage({ addressWidth: 57 }), vtdFirstStage(), armStage1(), armStage2({ inputBits: 40 }), armStage1({ granule: 16384 })];
+// 4-level and 3-level 4 KiB formats with one-frame roots (translate's lean4k, entered at the top
+// level's shift), 5-level, a concatenated stage-2 root and a 16 KiB granule (translateLean).
+const FORMATS: PageTableFormat[] = [
+  vtdSecondStage(),
+  vtdSecondStage({ addressWidth: 39 }),
+  vtdSecondStage({ addressWidth: 57 }),
+  vtdFirstStage(),
+  armStage1(),
+  armStage1({ inputBits: 39 }),
+  armStage2({ inputBits: 40 }),
+  armStage1({ granule: 16384 }),
+];
 
 const word = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0, 1, 3, 0x83, 0x403, 0x401, 0x7c3, 0x80000000));
 

@@ -1,12 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { FRAME_VIEW_BASE, PAGE_SIZE, PhysMem } from "../../src/mm/phys.js";
+import { PAGE_SIZE, PhysMem } from "../../src/mm/phys.js";
 
 /** The words the arena holds for frame pfn (what a hardware walker reads), or null when it has no slot. */
 function arenaWords(p: PhysMem, pfn: number): Uint32Array | null {
-  const i = pfn - FRAME_VIEW_BASE;
-  const w = i >= 0 && i < p.arena.slot.length ? p.arena.slot[i] : 0;
+  const w = pfn < p.arena.slot.length ? p.arena.slot[pfn] : 0;
   return w === 0 ? null : p.arena.words.subarray(w, w + PAGE_SIZE / 4);
 }
 
@@ -56,7 +55,7 @@ test("a frame whose last hold goes gives its slot back; the slot comes back zero
   const a = p.allocRun(1);
   p.ref(a, 1);
   p.useArena(a, 1);
-  const slotOfA = p.arena.slot[a - FRAME_VIEW_BASE];
+  const slotOfA = p.arena.slot[a];
   p.frameU32(a).fill(0xffffffff);
   assert.equal(p.arena.frames, 1);
   p.unref(a, 1);
@@ -67,7 +66,7 @@ test("a frame whose last hold goes gives its slot back; the slot comes back zero
   const b = p.allocRun(1);
   p.ref(b, 1);
   p.useArena(b, 1);
-  assert.equal(p.arena.slot[b - FRAME_VIEW_BASE], slotOfA, "the slot is reused");
+  assert.equal(p.arena.slot[b], slotOfA, "the slot is reused");
   assert.ok(p.frameU32(b).every((x) => x === 0), "zeroed");
   assert.deepEqual(p.read(a * PAGE_SIZE, 8), new Uint8Array(8), "the old frame still reads as zeros");
 });
@@ -181,7 +180,7 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
           const a = arenaWords(p, pfn);
           if (a !== null) {
             assert.deepEqual(new Uint8Array(a.buffer, a.byteOffset, PAGE_SIZE), expect(pfn), `arena words of ${pfn}`);
-            const s = p.arena.slot[pfn - FRAME_VIEW_BASE];
+            const s = p.arena.slot[pfn];
             assert.ok(!slots.has(s), "one slot per frame");
             slots.add(s);
           }

@@ -9,11 +9,11 @@
  *
  * Tables live in a FrameStore (memory.ts) as Uint32Array words: entry i of a table at pfn T is
  * words (2i, 2i+1) of frame T + (i >> 9). In host memory (HwMemory) the frames are in PhysMem's
- * FrameArena, one block that translate's lean walk reads directly; everything else reaches a frame
+ * FrameArena, one block that translate's lean walks read directly; everything else reaches a frame
  * through its view. Hot paths (translate, map and unmap inner loops) allocate nothing and never
  * use bigint. Everything a format varies is read from typed arrays and numbers precomputed in the
  * constructor, so one compiled loop serves every format (translate's lean walk has one for 4 KiB
- * granules and one for the others).
+ * granules, lean4k, and one for the others).
  */
 import { assert, fail } from "../../errno.js";
 import { FRAME_VIEW_BASE, FrameArena } from "../../mm/phys.js";
@@ -191,15 +191,13 @@ export class PageTableEngine {
   private leanNow = 0;
   /**
    * The root frame's first word in the arena when the engine owns a one-frame root that has a
-   * slot (it keeps it until destroy), else 0: translate's 4 KiB lean walk then looks it up.
+   * slot (it keeps it until destroy), else 0 (and lean4k, which starts there, is not used).
    */
   private rootWord = 0;
   /** Entries of the top-level table (its index is below this for every input page in range). */
   declare private readonly topEntries: number;
   declare private readonly pages0: number;
   declare private readonly scale0: number;
-  /** pages0 - 1: the input page's offset in what a top-level entry spans (int32 when lean). */
-  declare private readonly restMask: number;
   declare private readonly lowMask: number;
   /** Address bits of an entry's hi word that make a table page number beyond int32 (2^43 and up). */
   declare private readonly addrHiWide: number;
@@ -217,6 +215,8 @@ export class PageTableEngine {
    * (grant bits; AF when the hardware sets it or its absence faults) and may not have in lo / hi.
    */
   private accNow = -1;
+  /** accNow while leanNow is 1, else -1: the one test translate makes before lean4k. */
+  private acc4k = -1;
   private needT = 0;
   private badTH = 0;
   private needL = 0;
@@ -334,7 +334,6 @@ export class PageTableEngine {
     this.pages0 = 2 ** this.shift0;
     this.topEntries = (2 ** L[0].bits) | 0; // | 0: an integer field, compared as one
     this.scale0 = 2 ** -this.shift0;
-    this.restMask = (this.pages0 - 1) | 0;
     this.lowMask = (2 ** this.bpl - 1) | 0; // | 0: a small-integer field, not a double
     this.lastShift = L[n - 1].shift - 12;
     this.levelOfShift = new Int8Array(this.shift0 + 1);
@@ -395,12 +394,13 @@ export class PageTableEngine {
     this.borrowed = opts.root !== undefined;
     if (opts.root !== undefined) assert(Number.isSafeInteger(opts.root) && opts.root >= 0 && opts.root % this.frames[0] === 0, "a root is a table-aligned page number");
     this.root = opts.root ?? this.allocTable(0);
-    this.lean = leanFormat && this.root < 2 ** 30 && this.views !== NO_VIEWS ? (format.granuleShift === 12 ? 1 : 2) : 0;
-    assert(this.lean !== 1 || (this.lastShift === 0 && this.bpl === 9 && this.shift0 === 9 * (n - 1)), "4 KiB lean: 9 index bits a level");
     if (!this.borrowed && this.frames[0] === 1 && this.arena !== NO_ARENA) {
-      const i = this.root - VIEW_BASE;
-      this.rootWord = i >= 0 && i < this.arena.slot.length ? this.arena.slot[i] : 0;
+      const slot = this.arena.slot;
+      this.rootWord = this.root < slot.length ? slot[this.root] : 0;
     }
+    // lean4k needs the root's slot; other 4 KiB-granule walks take translateLean.
+    this.lean = leanFormat && this.root < 2 ** 30 && this.views !== NO_VIEWS ? (format.granuleShift === 12 && this.rootWord !== 0 ? 1 : 2) : 0;
+    assert(this.lean !== 1 || (this.lastShift === 0 && this.bpl === 9 && this.shift0 === 9 * (n - 1)), "4 KiB lean: 9 index bits a level");
     this.leanNow = this.lean;
   }
 
@@ -441,6 +441,7 @@ export class PageTableEngine {
     this.aLeafSlow = this.aLeafHw | this.aLeafFault;
     this.writeSlow = dirty ? ACC_WRITE : 0;
     this.accNow = -1; // the lean path's masks include the above
+    this.acc4k = -1;
   }
 
   /**
@@ -452,6 +453,7 @@ export class PageTableEngine {
     this.s2 = s2;
     this.s2Found = 0;
     this.leanNow = s2 === null ? this.lean : 0;
+    this.acc4k = this.leanNow === 1 ? this.accNow : -1;
   }
 
   // ---- translation: the hardware walk ---------------------------------------------------------
@@ -461,112 +463,98 @@ export class PageTableEngine {
    * returns the output page number, or -1 with `fault` / `faultLevel` / `faultStage` telling why.
    * Sets accessed and dirty state when the hardware would. Allocates nothing.
    *
-   * Three paths give the same answers (the differential tests hold them to walk()'s): the lean
-   * path below (one stage, the common case), translateWide (one stage, every case) and
-   * translateNested (the common nested case); walk() and every unusual case take translateGeneric.
+   * Four paths give the same answers (the differential tests hold them to walk()'s): lean4k (one
+   * stage, 4 KiB granule, the common case), translateLean (the same for other granules and large
+   * input pages), translateWide (one stage, every case) and translateNested (the common nested
+   * case); walk() and every unusual case take translateGeneric.
+   *
+   * translate itself is only the test for lean4k, and lean4k and leanEnd are each written to stay
+   * within V8's inlining budget (460 bytes of bytecode; 920 for all a function inlines): a
+   * caller's loop then has the whole walk inline, so the CPU overlaps the memory reads of
+   * consecutive walks (with a call in between, a 4-level walk took a third longer here).
    */
   translate(vpn: number, access: number): number {
-    if (this.leanNow !== 1) return this.translateOther(vpn, access);
-    // The lean path of 4 KiB-granule formats: the common case only, in as few instructions as
-    // possible, so that the CPU overlaps the memory reads of consecutive walks. Anything else (a
-    // table outside the arena, an entry not present or of a bad type, a table whose accessed flag
-    // the hardware must set, a permission fault, a leaf update) is redone by translateWide, which
-    // makes every check and update in order.
-    //
-    // Input pages below 2^31 (IOVAs below 8 TiB) only: integer shifts. The top level's index
-    // (the input-size check: below topEntries for vpn < inputPages), and the input page's offset
-    // in what its entry spans, from which each lower level's index is a constant shift and a mask.
     const v = vpn | 0;
-    if (v !== vpn || v < 0) return this.translateLean(vpn, access);
-    const idx = v >>> this.shift0;
-    const rest = v & this.restMask;
-    if (idx >= this.topEntries) return this.setFault(FAULT_ADDRESS_SIZE, -1);
-    // Each level: the entry's words in the arena (its frame's slot, or 0, a frame of zeros, when
-    // the frame has none or its pfn is beyond the slot table, read as undefined; plus the entry's
-    // offset in the frame); then either the walk ends (a block where the format has them, or the
-    // last level's page) or the next table's page number. The levels are written out, not looped
-    // over: a loop's back edge makes V8 check the stack and forget what it loaded (fields, the
-    // arrays' lengths), and the levels below the top have constant shifts (4 KiB granules: 9
-    // index bits a level) and one-frame tables. This measured 5 ns of a 38 ns walk.
-    const slot = this.arena.slot;
-    const words = this.arena.words;
-    // The top level: the root's slot is known when the engine owns a one-frame root (rootWord).
-    const rw = this.rootWord;
-    let w = ((rw !== 0 ? rw : slot[(this.root + (idx >>> 9) - VIEW_BASE) | 0] | 0) + ((idx & 511) << 1)) | 0;
-    let lo = words[w] | 0;
-    if ((lo & this.validLo) === 0) return this.translateWide(vpn, access);
-    let hi = words[w | 1] | 0;
-    // The leaf's level as its shift in pages.
+    if (v === vpn && v >= 0 && access === this.acc4k) return this.lean4k(v, access);
+    return this.translateSlow(vpn, access);
+  }
+
+  /**
+   * The lean walk of 4 KiB-granule formats with a one-frame root in the arena, for input pages
+   * below 2^31 (IOVAs below 8 TiB) and the access whose masks are loaded (accNow): the common case
+   * in as few instructions as possible. leanEnd checks the leaf it reaches, and anything else (a
+   * table outside the arena, an entry not present or of a bad type, a table whose accessed flag
+   * the hardware must set, a permission fault, a leaf update) goes to translateWide, which makes
+   * every check and update in order.
+   *
+   * The top level's index (below topEntries: the input-size check) and each lower level's (a
+   * constant shift and 9 bits) index one-frame tables in the arena: an entry's words are at its
+   * frame's slot (0, a frame of zeros, when the frame has none or its pfn is beyond the slot table,
+   * read as undefined) plus the entry's offset. The walk does not test entries for presence: it
+   * follows whatever does not look like a block to the level below (the address of an entry that
+   * is not present leads to some frame, or to the zeros) and leaves it to leanEnd's masks, which
+   * require every table entry and the leaf to be present (leanAccess). Table page numbers are
+   * int32 here (bits 43 and up of a table address are dropped; badTH sends such a walk to
+   * translateWide). The levels are written out, not looped over (a loop's back edge makes V8
+   * check the stack and reload what it had loaded: 5 ns of a walk): the walk enters at the top
+   * level's shift, and a block leaves at its own.
+   */
+  private lean4k(v: number, access: number): number {
     let sh = this.shift0;
+    const idx = v >>> sh;
+    if (idx >= this.topEntries) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    const arena = this.arena;
+    const slot = arena.slot;
+    const words = arena.words;
+    const tm = this.typeMask;
+    const bt = this.blockType;
+    let w = this.rootWord + (idx << 1);
+    let lo = words[w];
+    let hi = words[w | 1];
     // The AND of the table entries' lo words and the OR of their hi words (grant bits must be set
     // in all, deny bits clear in all).
     let andLo = -1;
     let orHi = 0;
-    let fi: number;
     walk: {
-      if (sh === 0) {
-        // One level: the top is the last.
-        if ((lo & this.pageTypeMask) !== this.pageType) return this.translateWide(vpn, access);
-        break walk;
+      if (sh === 27) {
+        if ((lo & tm) === bt) break walk;
+        andLo = lo & andLo;
+        orHi = hi | orHi;
+        w = (slot[(lo >>> 12) | (hi << 20)] + ((v >>> 17) & 1022)) | 0;
+        lo = words[w];
+        hi = words[w | 1];
+        sh = 18;
       }
-      if ((lo & this.typeMask) === this.blockType) {
-        if (((this.leafShifts >>> sh) & 1) === 0) return this.translateWide(vpn, access); // no blocks here
-        break walk;
+      if (sh === 18) {
+        if ((lo & tm) === bt) break walk;
+        andLo = lo & andLo;
+        orHi = hi | orHi;
+        w = (slot[(lo >>> 12) | (hi << 20)] + ((v >>> 8) & 1022)) | 0;
+        lo = words[w];
+        hi = words[w | 1];
+        sh = 9;
       }
-      andLo = lo;
-      orHi = hi;
-      // Table page numbers are int32 here: the root is below 2^30 (see lean), and a table address
-      // at or above 2^43 (hi & addrHiWide) or beyond the format's address bits (hi & ~addrHi) does
-      // not fit: the walk may then read a wrong frame (it writes nothing), and leanEnd sends it to
-      // translateWide.
-      let tbl = (lo >>> 12) | ((hi & 0xfffff) << 20);
-      last: {
-        shift9: {
-          shift18: {
-            // Go on at the level below the top (`break X` goes on after block X).
-            if (sh === 27) break shift18;
-            if (sh === 18) break shift9;
-            break last;
-          }
-          // the level of shift 18 (below a 4-level table's top)
-          fi = (tbl - VIEW_BASE) | 0;
-          w = ((slot[fi] | 0) + (((rest >>> 18) & 511) << 1)) | 0;
-          lo = words[w] | 0;
-          if ((lo & this.validLo) === 0) return this.translateWide(vpn, access);
-          hi = words[w | 1] | 0;
-          if ((lo & this.typeMask) === this.blockType) {
-            if ((this.leafShifts & 0x40000) === 0) return this.translateWide(vpn, access); // no blocks here
-            sh = 18;
-            break walk;
-          }
-          andLo &= lo;
-          orHi |= hi;
-          tbl = (lo >>> 12) | ((hi & 0xfffff) << 20);
-        }
-        // the level of shift 9
-        fi = (tbl - VIEW_BASE) | 0;
-        w = ((slot[fi] | 0) + (((rest >>> 9) & 511) << 1)) | 0;
-        lo = words[w] | 0;
-        if ((lo & this.validLo) === 0) return this.translateWide(vpn, access);
-        hi = words[w | 1] | 0;
-        if ((lo & this.typeMask) === this.blockType) {
-          if ((this.leafShifts & 0x200) === 0) return this.translateWide(vpn, access); // no blocks here
-          sh = 9;
-          break walk;
-        }
-        andLo &= lo;
-        orHi |= hi;
-        tbl = (lo >>> 12) | ((hi & 0xfffff) << 20);
+      if (sh === 9) {
+        if ((lo & tm) === bt) break walk;
+        andLo = lo & andLo;
+        orHi = hi | orHi;
+        w = (slot[(lo >>> 12) | (hi << 20)] + ((v << 1) & 1022)) | 0;
+        lo = words[w];
+        hi = words[w | 1];
+        sh = 0;
       }
-      // the last level
-      fi = (tbl - VIEW_BASE) | 0;
-      w = ((slot[fi] | 0) + ((rest & 511) << 1)) | 0;
-      lo = words[w] | 0;
-      if ((lo & this.validLo) === 0 || (lo & this.pageTypeMask) !== this.pageType) return this.translateWide(vpn, access);
-      hi = words[w | 1] | 0;
-      sh = 0;
     }
-    return this.leanEnd(vpn, access, sh, rest, andLo, orHi, lo, hi);
+    return this.leanEnd(v, access, sh, v, andLo, orHi, lo, hi);
+  }
+
+  /** translate when lean4k is not for this call: another access, a page beyond it, or another path. */
+  private translateSlow(vpn: number, access: number): number {
+    if (this.leanNow !== 1) return this.translateOther(vpn, access);
+    const v = vpn | 0;
+    if (v !== vpn || v < 0) return this.translateLean(vpn, access);
+    if (this.leanAccess(access)) return this.lean4k(v, access);
+    if (!(vpn < this.inputPages)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    return this.translateWide(vpn, access);
   }
 
   /**
@@ -585,7 +573,7 @@ export class PageTableEngine {
     let lo: number;
     let hi: number;
     for (;;) {
-      const fi = (tbl + (idx >>> 9) - VIEW_BASE) | 0;
+      const fi = (tbl + (idx >>> 9)) | 0;
       const slot = this.arena.slot;
       const w = ((slot[fi] | 0) + ((idx & 511) << 1)) | 0;
       const words = this.arena.words;
@@ -599,19 +587,21 @@ export class PageTableEngine {
       sh = (sh - this.bpl) | 0;
       idx = (rest >>> sh) & this.lowMask;
     }
-    // A leaf of the wrong type, or a block where the format has none.
-    if (sh === this.lastShift ? (lo & this.pageTypeMask) !== this.pageType : ((this.leafShifts >>> sh) & 1) === 0) return this.translateWide(vpn, access);
     return this.leanEnd(vpn, access, sh, rest, andLo, orHi, lo, hi);
   }
 
   /**
-   * The end of a lean walk that reached a leaf (lo, hi) of a valid type at the level of shift sh
-   * (in pages), through tables whose lo words AND to andLo and hi words OR to orHi: the checks
-   * (permissions, hardware updates due, table addresses the walk could not follow), then the
-   * results; translateWide redoes anything else.
+   * The end of a lean walk that stopped at the entry (lo, hi; as int32 or uint32) of the level of
+   * shift sh (in pages; a block, or the last level's entry), through tables whose lo words AND to
+   * andLo and hi words OR to orHi: the checks (a leaf of the level's type, permissions and
+   * presence, hardware updates due, table addresses the walk could not follow), then the results;
+   * translateWide redoes anything else. `rest`: the input page's offset in what a top-level entry
+   * spans (at least the bits inside the leaf).
    */
   private leanEnd(vpn: number, access: number, sh: number, rest: number, andLo: number, orHi: number, lo: number, hi: number): number {
     if (access !== this.accNow && !this.leanAccess(access)) return this.translateWide(vpn, access);
+    // A leaf of the wrong type, or a block where the format has none.
+    if (sh === this.lastShift ? (lo & this.pageTypeMask) !== this.pageType : ((this.leafShifts >>> sh) & 1) === 0) return this.translateWide(vpn, access);
     // (The leaf's bits in leafBits: those of needL must be set, the others clear.)
     if ((((lo ^ this.needL) & this.leafBits) | (~andLo & this.needT) | (orHi & this.badTH) | (hi & this.accLDH)) !== 0) {
       return this.translateWide(vpn, access);
@@ -622,8 +612,8 @@ export class PageTableEngine {
     // deny bits of orHi).
     this.pT0 = ~andLo;
     this.pT1 = orHi;
-    this.pL0 = lo;
-    this.pL1 = hi;
+    this.pL0 = lo | 0;
+    this.pL1 = hi | 0;
     // The leaf maps 2^sh pages: its address bits above them, the input page's below.
     const off = (1 << sh) - 1;
     return (((lo >>> 12) & ~off) | (rest & off)) + (hi & this.addrHi) * TWO20;
@@ -637,13 +627,21 @@ export class PageTableEngine {
     if ((access & this.writeSlow) !== 0) return false;
     const m = this.leanAcc;
     const k = (access & 15) << 3;
-    this.needT = m[k] | this.aTableHw;
+    // Every entry on the path must be present: the valid bit when it is one, else (VT-d second
+    // stage: R or W) a grant bit the access requires anyway, without which the walk is not lean.
+    const valid = this.validLo;
+    const one = (valid & (valid - 1)) === 0 ? valid : 0;
+    const needT = m[k] | this.aTableHw | one;
+    const needL = m[k + 2] | this.aLeafSlow | one;
+    if ((needT & valid) === 0 || (needL & valid) === 0) return false;
+    this.needT = needT;
     this.badTH = m[k + 1] | this.addrHiWide | (0xfffff & ~this.addrHi);
-    this.needL = m[k + 2] | this.aLeafSlow;
+    this.needL = needL;
     assert((this.needL & m[k + 3]) === 0, "a leaf bit both required and refused");
     this.leafBits = this.needL | m[k + 3];
     this.accLDH = m[k + 4];
     this.accNow = access;
+    this.acc4k = this.leanNow === 1 ? access : -1;
     return true;
   }
 
@@ -1278,6 +1276,8 @@ export class PageTableEngine {
     assert(!this.borrowed, "a walker does not own the tables it walks");
     if (this.destroyed) return;
     this.rootWord = 0; // the root's slot goes with it
+    this.leanNow = 0;
+    this.acc4k = -1;
     const mem = this.mem;
     let l = 0;
     this.pathTbl[0] = this.root;
