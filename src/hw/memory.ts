@@ -128,6 +128,21 @@ export class HwMemory implements FrameStore {
     this.phys.write(pa, src);
   }
 
+  /**
+   * DMA read of dst.length bytes at byte off of frame pfn, within the frame (one page's piece of a
+   * request): readInto without the address arithmetic.
+   */
+  readInFrame(pfn: number, off: number, dst: Uint8Array): void {
+    if (!(Number.isSafeInteger(pfn) && pfn >= 0)) assert(false, `bad DMA frame ${pfn}`);
+    this.phys.readInFrame(pfn, off, dst);
+  }
+
+  /** DMA write of src at byte off of frame pfn, within the frame: write without the address arithmetic. */
+  writeInFrame(pfn: number, off: number, src: Uint8Array): void {
+    if (!(Number.isSafeInteger(pfn) && pfn >= 0)) assert(false, `bad DMA frame ${pfn}`);
+    this.phys.writeInFrame(pfn, off, src);
+  }
+
   /** The aligned 32-bit word at pa (descriptor fields in kernel memory: read through the frame view). */
   read32(pa: number): number {
     if (modPow2(pa, 4) !== 0) assert(false, `read32: unaligned ${pa}`);

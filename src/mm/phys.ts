@@ -285,6 +285,58 @@ export class PhysMem {
     }
   }
 
+  /**
+   * What readInto(pfn * PAGE_SIZE + off, dst) does when [off, off + dst.length) lies within the
+   * frame (a DMA's piece of one page): the frame found by index, no division, no subarray.
+   */
+  readInFrame(pfn: number, off: number, dst: Uint8Array): void {
+    const n = dst.length;
+    if (!(off >= 0 && off + n <= PAGE_SIZE)) assert(false, `readInFrame: bytes ${off} +${n} of a frame`);
+    if (n === 0) return;
+    const c = this.contents;
+    if (c !== null) {
+      const got = c.read(pfn, off, n);
+      if (got !== null) {
+        dst.set(got);
+        return;
+      }
+    }
+    const frame = this.frameData(pfn);
+    if (frame === undefined) dst.fill(0);
+    else if (n === PAGE_SIZE) dst.set(frame);
+    else dst.set(frame.subarray(off, off + n));
+  }
+
+  /**
+   * What write(pfn * PAGE_SIZE + off, data) does when [off, off + data.length) lies within the
+   * frame (a DMA's piece of one page): the frame found by index, no division.
+   */
+  writeInFrame(pfn: number, off: number, data: Uint8Array): void {
+    const n = data.length;
+    if (!(off >= 0 && off + n <= PAGE_SIZE)) assert(false, `writeInFrame: bytes ${off} +${n} of a frame`);
+    if (n === 0) return;
+    const c = this.contents;
+    if (c !== null && c.write(pfn, off, data)) return;
+    let frame = this.frameData(pfn);
+    if (frame === undefined) {
+      checkFrames(pfn, 1);
+      frame = new Uint8Array(PAGE_SIZE);
+      this.setData(pfn, frame);
+    }
+    frame.set(data, off);
+  }
+
+  /** getData for a pfn known to be a number: the frame's contents, or undefined. */
+  private frameData(pfn: number): Uint8Array | undefined {
+    const i = pfn - FIRST_PFN;
+    if (i >= 0 && i < this.next - FIRST_PFN) {
+      const chunk = this.dataTab[i >>> 10];
+      const f = chunk === undefined ? undefined : chunk[i & 1023];
+      if (f !== undefined) return f;
+    }
+    return this.data.get(pfn);
+  }
+
   /** read() / write() frame by frame through the contents hook, falling back to the model's copy. */
   private readVia(c: FrameContents, pa: number, length: number): Uint8Array {
     const out = new Uint8Array(length);

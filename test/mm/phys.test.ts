@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { PhysMem, PAGE_SIZE } from "../../src/mm/index.js";
 
 test("frames are handed out by a counter, aligned on request, never reused", () => {
@@ -90,6 +91,65 @@ test("readInto reads what read() reads, zeros for unwritten frames, across frame
     m.readInto(pfn * PAGE_SIZE + at, dst);
     assert.deepEqual(dst, m.read(pfn * PAGE_SIZE + at, len), `${at} +${len}`);
   }
+});
+
+test("readInFrame / writeInFrame do what readInto / write do at pfn * PAGE_SIZE + off, with or without a contents hook", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ frame: fc.nat(5), off: fc.nat(PAGE_SIZE - 1), len: fc.nat(PAGE_SIZE), write: fc.boolean(), fill: fc.integer({ min: 1, max: 255 }) }), { minLength: 1, maxLength: 30 }),
+      fc.boolean(),
+      (ops, hooked) => {
+        const mems = [new PhysMem(), new PhysMem()];
+        const pfns = mems.map((m) => m.allocRun(4));
+        // A hook that keeps frames 1 and 2 of each memory to itself (as server/ does with frames a process maps).
+        if (hooked) {
+          for (let k = 0; k < 2; k++) {
+            const own = new Map<number, Uint8Array>();
+            const base = pfns[k];
+            const mine = (pfn: number): Uint8Array | undefined => {
+              if (pfn !== base + 1 && pfn !== base + 2) return undefined;
+              let f = own.get(pfn);
+              if (f === undefined) own.set(pfn, (f = new Uint8Array(PAGE_SIZE)));
+              return f;
+            };
+            mems[k].contents = {
+              read: (pfn, off, len) => mine(pfn)?.slice(off, off + len) ?? null,
+              write: (pfn, off, data) => {
+                const f = mine(pfn);
+                if (f === undefined) return false;
+                f.set(data, off);
+                return true;
+              },
+            };
+          }
+        }
+        for (const o of ops) {
+          const len = Math.min(o.len, PAGE_SIZE - o.off);
+          const [a, b] = [pfns[0] + o.frame, pfns[1] + o.frame]; // frames 4 and 5: beyond the run
+          if (o.write) {
+            const data = new Uint8Array(len).fill(o.fill);
+            mems[0].writeInFrame(a, o.off, data);
+            mems[1].write(b * PAGE_SIZE + o.off, data);
+          } else {
+            const x = new Uint8Array(len).fill(0xee);
+            const y = new Uint8Array(len).fill(0xee);
+            mems[0].readInFrame(a, o.off, x);
+            mems[1].readInto(b * PAGE_SIZE + o.off, y);
+            assert.deepEqual(x, y);
+          }
+        }
+        for (let f = 0; f < 6; f++) assert.deepEqual(mems[0].read((pfns[0] + f) * PAGE_SIZE, PAGE_SIZE), mems[1].read((pfns[1] + f) * PAGE_SIZE, PAGE_SIZE), `frame ${f}`);
+      },
+    ),
+  );
+});
+
+test("readInFrame / writeInFrame refuse a piece that does not lie within the frame", () => {
+  const m = new PhysMem();
+  const pfn = m.allocRun(1);
+  assert.throws(() => m.writeInFrame(pfn, PAGE_SIZE - 1, new Uint8Array(2)), /writeInFrame/);
+  assert.throws(() => m.readInFrame(pfn, -1, new Uint8Array(1)), /readInFrame/);
+  assert.equal(m.framesMaterialized, 0, "nothing written");
 });
 
 test("a frame written before its pfn was handed out keeps its contents once it is", () => {

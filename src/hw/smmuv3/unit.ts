@@ -629,10 +629,9 @@ export class SmmuUnit implements DmaPort {
       const n = Math.min(4096 - inPage, len - pos);
       const ppn = this.xlate(req.sid, req.pasid, vpn, acc);
       if (ppn < 0) return this.onFault(req, pos, vpn, inPage, rec);
-      const pa = ppn * 4096 + inPage;
       const chunk = pos === 0 && n === req.data.length ? req.data : req.data.subarray(pos, pos + n);
-      if (req.write) this.mem.write(pa, chunk);
-      else this.mem.readInto(pa, chunk);
+      if (req.write) this.mem.writeInFrame(ppn, inPage, chunk);
+      else this.mem.readInFrame(ppn, inPage, chunk);
       pos += n;
     }
     return { status: "done", bytes: len, fault: null };
