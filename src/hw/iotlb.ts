@@ -47,6 +47,7 @@ export interface IotlbStats {
 }
 
 const TWO32 = 4294967296;
+const imul = Math.imul;
 /** Page-size classes an entry can have: sizeLog2 0..MAX_SIZE_LOG2. */
 const MAX_SIZE_LOG2 = 36;
 
@@ -79,7 +80,13 @@ export class Iotlb {
   private n = 0;
   /** Result of the last lookup: slot, or -1. */
   hit = -1;
-  readonly stats: IotlbStats = { hits: 0, misses: 0, inserts: 0, evictions: 0, resets: 0, invalidated: 0 };
+  /** Counts since creation (plain fields: lookup stays small enough to inline). */
+  private hits = 0;
+  private misses = 0;
+  private inserts = 0;
+  private evictions = 0;
+  private resets = 0;
+  private invalidated = 0;
 
   constructor(opts: IotlbOptions = {}) {
     const capacity = opts.capacity ?? 1024;
@@ -109,16 +116,11 @@ export class Iotlb {
     return this.n;
   }
 
+  /** The home slot of key (k1, k2, vpn, size class s): a multiplicative hash of all four, small enough to inline. */
   private slotOf(k1: number, k2: number, vpn: number, s: number): number {
-    const lo = vpn >>> 0;
-    const hi = (vpn / TWO32) >>> 0;
-    let h = Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1);
-    h ^= Math.imul(k1 ^ (s << 24), 0x85ebca6b);
-    h ^= Math.imul(k2, 0xc2b2ae35);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x2c1b3c6d);
-    h ^= h >>> 13;
-    return h & this.slotMask;
+    let h = (vpn >>> 0) ^ imul(((vpn / TWO32) >>> 0) ^ k2, 0x27d4eb2d) ^ imul(k1 ^ (s << 24), 0x85ebca6b);
+    h = imul(h ^ (h >>> 15), 0x2c1b3c6d);
+    return (h ^ (h >>> 13)) & this.slotMask;
   }
 
   /**
@@ -129,22 +131,24 @@ export class Iotlb {
     const sizes = this.sizes;
     for (let i = 0; i < sizes.length; i++) {
       const s = sizes[i];
-      const span = 2 ** s;
-      const base = s === 0 ? vpn : vpn - modPow2(vpn, span);
-      let j = this.slotOf(k1, k2, base, s);
+      const base = s === 0 ? vpn : vpn - modPow2(vpn, 2 ** s);
       const used = this.used;
-      while (used[j] !== 0) {
+      for (let j = this.slotOf(k1, k2, base, s); used[j] !== 0; j = (j + 1) & this.slotMask) {
         if (this.vpn[j] === base && this.k1[j] === k1 && this.k2[j] === k2 && this.sizeLog2[j] === s) {
           this.hit = j;
-          this.stats.hits++;
+          this.hits++;
           return this.ppn[j] + (vpn - base);
         }
-        j = (j + 1) & this.slotMask;
       }
     }
     this.hit = -1;
-    this.stats.misses++;
+    this.misses++;
     return -1;
+  }
+
+  /** Counts since creation. */
+  get stats(): IotlbStats {
+    return { hits: this.hits, misses: this.misses, inserts: this.inserts, evictions: this.evictions, resets: this.resets, invalidated: this.invalidated };
   }
 
   /** ACC_* permissions of the entry in `slot` (default: the last hit). */
@@ -173,7 +177,7 @@ export class Iotlb {
       if (this.n >= this.capacity) {
         if (this.policy === "reset") {
           this.clearAll();
-          this.stats.resets++;
+          this.resets++;
         } else this.evictOldest();
       }
       j = this.slotOf(k1, k2, vpn, sizeLog2);
@@ -191,7 +195,7 @@ export class Iotlb {
     this.tagA[j] = tagA;
     this.tagB[j] = tagB;
     if (this.policy === "fifo") this.pushRing(j);
-    this.stats.inserts++;
+    this.inserts++;
     return j;
   }
 
@@ -253,7 +257,7 @@ export class Iotlb {
       const s = this.ringSlot[at];
       if (this.used[s] !== 0 && this.serial[s] === this.ringSerial[at]) {
         this.removeSlot(s);
-        this.stats.evictions++;
+        this.evictions++;
         return;
       }
     }
@@ -302,7 +306,7 @@ export class Iotlb {
 
   /** Drop everything. */
   clearAll(): void {
-    this.stats.invalidated += this.n;
+    this.invalidated += this.n;
     this.used.fill(0);
     this.serial.fill(0);
     this.perSize.fill(0);
@@ -340,7 +344,7 @@ export class Iotlb {
       }
       j++;
     }
-    this.stats.invalidated += dropped;
+    this.invalidated += dropped;
     return dropped;
   }
 

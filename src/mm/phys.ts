@@ -287,49 +287,54 @@ export class PhysMem {
 
   /**
    * What readInto(pfn * PAGE_SIZE + off, dst) does when [off, off + dst.length) lies within the
-   * frame (a DMA's piece of one page): the frame found by index, no division, no subarray.
+   * frame (a DMA's piece of one page): the frame found by index, no division, no subarray for a
+   * whole page. (Small: V8 inlines it into a DMA loop.)
    */
   readInFrame(pfn: number, off: number, dst: Uint8Array): void {
     const n = dst.length;
-    if (!(off >= 0 && off + n <= PAGE_SIZE)) assert(false, `readInFrame: bytes ${off} +${n} of a frame`);
-    if (n === 0) return;
+    if (!(off >= 0 && off + n <= PAGE_SIZE)) badPiece(off, n);
+    checkFrames(pfn, 1);
     const c = this.contents;
-    if (c !== null) {
+    if (c !== null && n > 0) {
       const got = c.read(pfn, off, n);
-      if (got !== null) {
-        dst.set(got);
-        return;
-      }
+      if (got !== null) return dst.set(got);
     }
     const frame = this.frameData(pfn);
     if (frame === undefined) dst.fill(0);
-    else if (n === PAGE_SIZE) dst.set(frame);
-    else dst.set(frame.subarray(off, off + n));
+    else dst.set(n === PAGE_SIZE ? frame : frame.subarray(off, off + n));
   }
 
   /**
    * What write(pfn * PAGE_SIZE + off, data) does when [off, off + data.length) lies within the
-   * frame (a DMA's piece of one page): the frame found by index, no division.
+   * frame (a DMA's piece of one page): the frame found by index, no division. (Small: V8 inlines it
+   * into a DMA loop.)
    */
   writeInFrame(pfn: number, off: number, data: Uint8Array): void {
     const n = data.length;
-    if (!(off >= 0 && off + n <= PAGE_SIZE)) assert(false, `writeInFrame: bytes ${off} +${n} of a frame`);
+    if (!(off >= 0 && off + n <= PAGE_SIZE)) badPiece(off, n);
     if (n === 0) return;
-    const c = this.contents;
-    if (c !== null && c.write(pfn, off, data)) return;
-    let frame = this.frameData(pfn);
-    if (frame === undefined) {
-      checkFrames(pfn, 1);
-      frame = new Uint8Array(PAGE_SIZE);
-      this.setData(pfn, frame);
-    }
-    frame.set(data, off);
+    if (this.contents !== null) return this.writeInFrameVia(this.contents, pfn, off, data);
+    // (a pfn that is not a frame number finds no contents: newFrame refuses it)
+    (this.frameData(pfn) ?? this.newFrame(pfn)).set(data, off);
   }
 
-  /** getData for a pfn known to be a number: the frame's contents, or undefined. */
+  private writeInFrameVia(c: FrameContents, pfn: number, off: number, data: Uint8Array): void {
+    checkFrames(pfn, 1);
+    if (!c.write(pfn, off, data)) (this.frameData(pfn) ?? this.newFrame(pfn)).set(data, off);
+  }
+
+  /** A zeroed frame for pfn's contents, from now on. */
+  private newFrame(pfn: number): Uint8Array {
+    checkFrames(pfn, 1);
+    const f = new Uint8Array(PAGE_SIZE);
+    this.setData(pfn, f);
+    return f;
+  }
+
+  /** getData by index: the frame's contents, or undefined (also for a pfn that is no frame number). */
   private frameData(pfn: number): Uint8Array | undefined {
     const i = pfn - FIRST_PFN;
-    if (i >= 0 && i < this.next - FIRST_PFN) {
+    if ((i | 0) === i && i >= 0 && i < this.next - FIRST_PFN) {
       const chunk = this.dataTab[i >>> 10];
       const f = chunk === undefined ? undefined : chunk[i & 1023];
       if (f !== undefined) return f;
@@ -740,6 +745,10 @@ export class PhysMem {
       if (i >= 0 && i < this.views.length) this.views[i] = undefined;
     }
   }
+}
+
+function badPiece(off: number, n: number): void {
+  assert(false, `bytes ${off} +${n} do not lie within a frame`);
 }
 
 function checkRange(pa: number, length: number): void {

@@ -147,8 +147,8 @@ test("readInFrame / writeInFrame do what readInto / write do at pfn * PAGE_SIZE 
 test("readInFrame / writeInFrame refuse a piece that does not lie within the frame", () => {
   const m = new PhysMem();
   const pfn = m.allocRun(1);
-  assert.throws(() => m.writeInFrame(pfn, PAGE_SIZE - 1, new Uint8Array(2)), /writeInFrame/);
-  assert.throws(() => m.readInFrame(pfn, -1, new Uint8Array(1)), /readInFrame/);
+  assert.throws(() => m.writeInFrame(pfn, PAGE_SIZE - 1, new Uint8Array(2)), /within a frame/);
+  assert.throws(() => m.readInFrame(pfn, -1, new Uint8Array(1)), /within a frame/);
   assert.equal(m.framesMaterialized, 0, "nothing written");
 });
 

@@ -112,6 +112,7 @@ const PRG_INDEXES = 512;
 const PAGE_REQUEST_BYTES = 32;
 /** Output pages at or above this are beyond what PhysMem can address (byte addresses stay below 2^52). */
 const MAX_PPN = 2 ** 40;
+assert(NEED_R === 9 && NEED_W === 10 && MAX_PPN === 1099511627776, "dma() spells these as literals");
 
 export interface VtdUnitOptions {
   /** CAP_REG (u64, or fields): default DEFAULT_CAP. */
@@ -571,37 +572,40 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
    * this case). Small enough for V8 to inline into a device's loop.
    */
   dma(req: DmaRequest): DmaResult {
+    // (Literals, not the module's constants: an imported or module-level constant costs a load and
+    // a check in bytecode, and this function must stay within V8's inlining budget.)
     const iova = req.iova;
-    const len = req.length;
     const data = req.data;
-    if (typeof iova === "number" && this.te && req.priv !== true && req.exec !== true && data.length === len) {
+    const len = data.length;
+    if (typeof iova === "number" && req.length === len && len > 0 && this.te && req.priv !== true && req.exec !== true) {
       const sid = req.sid;
       const pasid = req.pasid;
-      const vpn = Math.floor(iova / PAGE_SIZE);
-      const off = iova - vpn * PAGE_SIZE;
-      // (an off that is an int32 makes iova an integer; pasid from -1 up to 2^20 - 1)
-      if ((off | 0) === off && len > 0 && (len | 0) === len && off + len <= PAGE_SIZE && vpn >= 0 && iova <= Number.MAX_SAFE_INTEGER && (sid & 0xffff) === sid && (pasid | 0) === pasid && (pasid + 1) >>> 20 === 0) {
+      const vpn = Math.floor(iova / 4096);
+      const off = iova - vpn * 4096;
+      // an off that is an int32 makes iova an integer; 2^53 - 1 = MAX_SAFE_INTEGER; pasid -1 .. 2^20 - 1
+      if ((off | 0) === off && off + len <= 4096 && vpn >= 0 && iova <= 9007199254740991 && (sid & 0xffff) === sid && (pasid | 0) === pasid && (pasid + 1) >>> 20 === 0) {
         const iotlb = this.iotlb;
         const ppn = iotlb.lookup(sid, pasid, vpn);
-        const need = req.write ? NEED_W : NEED_R;
-        const hit = ppn >= 0 && (iotlb.perms() & need) === need;
-        if (hit && ppn < MAX_PPN) {
-          if (req.write) this.mem.writeInFrame(ppn, off, data);
-          else this.mem.readInFrame(ppn, off, data);
+        const need = req.write ? 10 : 9; // NEED_W, NEED_R
+        if (ppn >= 0 && (iotlb.perms() & need) === need && ppn < 1099511627776) {
+          // (ppn below MAX_PPN; the HwMemory's PhysMem directly: one call less to inline)
+          if (req.write) this.mem.phys.writeInFrame(ppn, off, data);
+          else this.mem.phys.readInFrame(ppn, off, data);
           return { status: "done", bytes: len, fault: null };
         }
-        return this.dmaOnePage(req, vpn, off, hit ? ppn : -1);
+        return this.dmaOnePage(req, vpn, off, ppn);
       }
     }
     return this.dmaAny(req);
   }
 
   /**
-   * dma's usual request after its IOTLB lookup: ppn, or -1 for a miss or an entry without the
-   * permission (then the walk). What runDma's one iteration does with the same lookup.
+   * dma's usual request after its IOTLB lookup (ppn: its answer, -1 for a miss; the hit's entry is
+   * still the IOTLB's last): what runDma's one iteration does with the same lookup.
    */
   private dmaOnePage(req: DmaRequest, vpn: number, off: number, ppn: number): DmaResult {
-    if (ppn < 0) ppn = this.translateMiss(req.sid, req.pasid, vpn, req.write ? ACC_WRITE : ACC_READ, false, false);
+    const need = req.write ? NEED_W : NEED_R;
+    if (ppn < 0 || (this.iotlb.perms() & need) !== need) ppn = this.translateMiss(req.sid, req.pasid, vpn, req.write ? ACC_WRITE : ACC_READ, false, false);
     if (ppn < 0) return this.dmaFault(req, 0, vpn);
     if (ppn >= MAX_PPN) return this.dmaBeyond(req, 0, vpn);
     if (req.write) this.mem.writeInFrame(ppn, off, req.data);
