@@ -9,7 +9,7 @@ import * as S from "../src/index.js";
 const GiB = 1024 * 1024 * 1024;
 const RW = S.IOMMU_IOAS_MAP_READABLE | S.IOMMU_IOAS_MAP_WRITEABLE | S.IOMMU_IOAS_MAP_FIXED_IOVA;
 
-const WARMUP_ROUNDS = 4;
+const WARMUP_ROUNDS = 12;
 
 function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
@@ -44,9 +44,11 @@ export function mapUnmapVtd(hugePages: boolean, rounds = 15): number {
     return performance.now() - t0;
   };
   // warm-up: the first round faults the memory in; V8 settles its optimized code for the driver
-  // and page-table paths over the next few (measured 36, 53, 18, then 11-13 ns/page). Garbage is
-  // collected before the last two: the round right after a full collection ran at 2-3x (sweeping
-  // and compiles finishing on this 2-CPU VM)
+  // and page-table paths over the next ones (measured 180, 45, 43, 28, then 17-19 ns/page until
+  // a full collection, 10-11 after it). Garbage is collected before the last two: the round right
+  // after a full collection ran at 2-3x (sweeping and compiles finishing on this 2-CPU VM). Rounds
+  // still alternate between ~10 and ~17 ns/page with no compile or collection in between (the
+  // VM), hence the median of many
   for (let i = 0; i < WARMUP_ROUNDS; i++) {
     if (i === WARMUP_ROUNDS - 2) gc();
     once();
