@@ -19,6 +19,7 @@
 import { assert } from "../../errno.js";
 import type { DmaResult } from "../../hw/dma.js";
 import { PAGE_SIZE } from "../../mm/phys.js";
+import type { Device } from "../../iommu/device.js";
 import { GuestProcess } from "../process.js";
 import { bootSmmuGuest } from "./setup.js";
 
@@ -63,6 +64,20 @@ export function guestSvaDmaMops(now: () => number, iterations = 1 << 23): number
   return iterations / ms / 1000;
 }
 
+/** One pass of guestSvaDmaCopyMops: `n` DMAs over iovas; returns how many did not complete. */
+function copyPass(dev: Device, iovas: Float64Array, data: Uint8Array, ssid: number, n: number): number {
+  let bad = 0;
+  for (let i = 0; i < n; i++) {
+    if (dev.dma({ iova: iovas[i & (iovas.length - 1)], length: PAGE_SIZE, write: (i & 8) !== 0, data, pasid: ssid }).status !== "done") bad++;
+  }
+  return bad;
+}
+
+/**
+ * Millions of 4 KiB DMAs per second through the device (data moved), at TLB-hitting pages: a
+ * warm-up pass, then the median of five timed passes (each pass a function call of its own, so
+ * that V8 has it compiled before the timing starts).
+ */
 export function guestSvaDmaCopyMops(now: () => number, iterations = 1 << 17): number {
   const s = warmSetup();
   const dev = s.g.dev;
@@ -70,16 +85,19 @@ export function guestSvaDmaCopyMops(now: () => number, iterations = 1 << 17): nu
   const iovas = new Float64Array(PAGES);
   for (let i = 0; i < PAGES; i++) iovas[i] = (s.base + ((i * 37) % PAGES)) * PAGE_SIZE;
   const walks0 = s.walks();
-  let bad = 0;
-  const t0 = now();
-  for (let i = 0; i < iterations; i++) {
-    if (dev.dma({ iova: iovas[i & (PAGES - 1)], length: PAGE_SIZE, write: (i & 8) !== 0, data: s.data, pasid: s.ssid }).status !== "done") bad++;
+  const pass = iterations >> 3;
+  let bad = copyPass(dev, iovas, s.data, s.ssid, pass);
+  const per: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    const t0 = now();
+    bad += copyPass(dev, iovas, s.data, s.ssid, pass);
+    per.push(pass / (now() - t0) / 1000);
   }
-  const ms = now() - t0;
   assert(bad === 0, "a DMA of the warm loop failed");
   assert(s.walks() === walks0, "the warm loop walked a table: not all TLB hits");
   s.done();
-  return iterations / ms / 1000;
+  per.sort((a, b) => a - b);
+  return per[2];
 }
 
 export function guestFaultRoundtripUs(now: () => number, iterations = 2000): number {

@@ -143,6 +143,7 @@ const MODE_S2 = 3;
 const MODE_ABORT = 4;
 
 const TWO52 = 2 ** 52;
+assert((ACC_WRITE | ACC_USER) === 10 && (ACC_READ | ACC_USER) === 9, "dma() spells these as literals");
 const TWO43 = 2 ** 43;
 const TWO44 = 2 ** 44;
 
@@ -568,6 +569,36 @@ export class SmmuUnit implements DmaPort {
    * onComplete is not called.
    */
   dma(req: DmaRequest): DmaResult {
+    // The usual request first: user level, within one page, a number IOVA, on the stream last
+    // resolved (the route memo: mSid / mSsid, a translating mode) and a translation the TLB holds
+    // with the permission. Nothing can fault or raise an interrupt there; anything else, invalid
+    // arguments included, takes dmaAny (which gives the same answer for this case). Literals, not
+    // the module's constants: this must stay within V8's inlining budget.
+    const iova = req.iova;
+    const data = req.data;
+    const len = data.length;
+    const mode = this.mMode;
+    if (typeof iova === "number" && req.length === len && len > 0 && req.sid === this.mSid && req.pasid === this.mSsid && (mode === MODE_S1 || mode === MODE_S2) && req.priv !== true && req.exec !== true) {
+      const vpn = Math.floor(iova / 4096);
+      const off = iova - vpn * 4096;
+      // (an off that is an int32 makes iova an integer; 2^53 - 1 = MAX_SAFE_INTEGER)
+      if ((off | 0) === off && off + len <= 4096 && vpn >= 0 && iova <= 9007199254740991) {
+        const tlb = this.tlb;
+        const ppn = tlb.lookup(this.mK1, this.mK2, vpn);
+        const need = req.write ? 10 : 9; // ACC_WRITE | ACC_USER, ACC_READ | ACC_USER
+        if (ppn >= 0 && (tlb.perms() & need) === need) {
+          if (req.write) this.mem.phys.writeInFrame(ppn, off, data);
+          else this.mem.phys.readInFrame(ppn, off, data);
+          return { status: "done", bytes: len, fault: null };
+        }
+        return this.dmaAny(req, true);
+      }
+    }
+    return this.dmaAny(req, false);
+  }
+
+  /** dma for any request; `looked`: dma's short path looked the first page up in the TLB already. */
+  private dmaAny(req: DmaRequest, looked: boolean): DmaResult {
     assert(req.length >= 0 && req.data.length >= req.length, "DMA data buffer shorter than the request");
     assert(typeof req.iova !== "number" || (Number.isSafeInteger(req.iova) && req.iova >= 0), "a number IOVA is a safe non-negative integer");
     this.lastPending = null;
@@ -575,7 +606,7 @@ export class SmmuUnit implements DmaPort {
     let r: DmaResult;
     let rec: PendingRec | null;
     try {
-      r = this.runDma(req, 0, null);
+      r = this.runDma(req, 0, null, looked);
       rec = r.status === "pending" ? this.takePending() : null;
     } finally {
       this.leave();
@@ -614,7 +645,8 @@ export class SmmuUnit implements DmaPort {
     return (req.write ? ACC_WRITE : ACC_READ) | (req.priv === true ? 0 : ACC_USER) | (req.exec === true ? ACC_EXEC : 0);
   }
 
-  private runDma(req: DmaRequest, start: number, rec: PendingRec | null): DmaResult {
+  /** Move req's bytes from byte `start`; `looked`: the first page's TLB lookup is done (a miss for xlate). */
+  private runDma(req: DmaRequest, start: number, rec: PendingRec | null, looked = false): DmaResult {
     const len = req.length;
     const vpn0 = iovaPage(req.iova);
     const off0 = iovaOffset(req.iova);
@@ -627,7 +659,7 @@ export class SmmuUnit implements DmaPort {
       let vpn = vpn0 + page;
       if (vpn >= TWO52) vpn -= TWO52;
       const n = Math.min(4096 - inPage, len - pos);
-      const ppn = this.xlate(req.sid, req.pasid, vpn, acc);
+      const ppn = this.xlate(req.sid, req.pasid, vpn, acc, looked && pos === start);
       if (ppn < 0) return this.onFault(req, pos, vpn, inPage, rec);
       const chunk = pos === 0 && n === req.data.length ? req.data : req.data.subarray(pos, pos + n);
       if (req.write) this.mem.writeInFrame(ppn, inPage, chunk);
@@ -752,7 +784,7 @@ export class SmmuUnit implements DmaPort {
   // Translation
 
   /** Translate input page vpn for (sid, ssid): output page, or -1 with the f* scratch set. */
-  private xlate(sid: number, ssid: number, vpn: number, acc: number): number {
+  private xlate(sid: number, ssid: number, vpn: number, acc: number, looked = false): number {
     if (!this.route(sid, ssid)) return -1;
     const mode = this.rMode;
     if (mode === MODE_BYPASS) return vpn;
@@ -760,7 +792,8 @@ export class SmmuUnit implements DmaPort {
     const tlb = this.tlb;
     const k1 = this.rK1;
     const k2 = this.rK2;
-    const hit = tlb.lookup(k1, k2, vpn);
+    // (looked: dma's short path made this lookup and found no entry that serves acc)
+    const hit = looked ? -1 : tlb.lookup(k1, k2, vpn);
     if (hit >= 0 && (tlb.perms() & acc) === acc) return hit;
     this.stats.walks++;
     const ste = this.rSte as SteCfg;
