@@ -158,7 +158,7 @@ export class PhysMem {
   private inUse = 0;
   /** Frames of hugetlb pages; value = frames per huge page. */
   private readonly compound = new ExtentMap(false);
-  /** Materialized contents of written frames (use getData / setData / deleteData). */
+  /** Materialized contents of written frames (use frameData / setData / deleteData). */
   private readonly data = new Map<number, Uint8Array>();
   /**
    * The same frames by pfn - FIRST_PFN for allocated pfns (a DMA looks its frame up per page, and a
@@ -196,13 +196,6 @@ export class PhysMem {
   /** Frames whose contents are materialized (for tests: checks that freed contents are dropped). */
   get framesMaterialized(): number {
     return this.data.size;
-  }
-
-  private getData(pfn: number): Uint8Array | undefined {
-    const i = pfn - FIRST_PFN;
-    // a frame written before its pfn was allocated is only in the Map
-    if (i >= 0 && i < this.next - FIRST_PFN) return this.dataTab[i >>> 10]?.[i & 1023] ?? this.data.get(pfn);
-    return this.data.get(pfn);
   }
 
   private setData(pfn: number, frame: Uint8Array): void {
@@ -277,7 +270,7 @@ export class PhysMem {
       const pfn = Math.floor(a / PAGE_SIZE);
       const inFrame = a - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - inFrame, length - off);
-      const frame = this.getData(pfn);
+      const frame = this.frameData(pfn);
       if (!frame) dst.fill(0, off, off + n);
       else if (n === PAGE_SIZE) dst.set(frame, off);
       else dst.set(frame.subarray(inFrame, inFrame + n), off);
@@ -331,7 +324,10 @@ export class PhysMem {
     return f;
   }
 
-  /** getData by index: the frame's contents, or undefined (also for a pfn that is no frame number). */
+  /**
+   * A frame's contents by index, or undefined (also for a pfn that is no frame number). A frame
+   * written before its pfn was allocated is only in the Map.
+   */
   private frameData(pfn: number): Uint8Array | undefined {
     const i = pfn - FIRST_PFN;
     if ((i | 0) === i && i >= 0 && i < this.next - FIRST_PFN) {
@@ -381,7 +377,7 @@ export class PhysMem {
     };
     if (last - first + 1 <= this.data.size) {
       for (let pfn = first; pfn <= last; pfn++) {
-        const frame = this.getData(pfn);
+        const frame = this.frameData(pfn);
         if (frame) visit(pfn, frame);
       }
     } else {
@@ -404,7 +400,7 @@ export class PhysMem {
     const in0 = pa - pfn0 * PAGE_SIZE;
     if (in0 + data.length <= PAGE_SIZE) {
       // within one frame (every DMA page): no subarray
-      let frame = this.getData(pfn0);
+      let frame = this.frameData(pfn0);
       if (!frame) {
         frame = new Uint8Array(PAGE_SIZE);
         this.setData(pfn0, frame);
@@ -418,7 +414,7 @@ export class PhysMem {
       const pfn = Math.floor(a / PAGE_SIZE);
       const inFrame = a - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - inFrame, data.length - off);
-      let frame = this.getData(pfn);
+      let frame = this.frameData(pfn);
       if (!frame) {
         frame = new Uint8Array(PAGE_SIZE);
         this.setData(pfn, frame);
@@ -464,7 +460,7 @@ export class PhysMem {
 
   private makeView(pfn: number, create: boolean): Uint32Array | undefined {
     const i = pfn - FIRST_PFN;
-    let frame = this.getData(pfn);
+    let frame = this.frameData(pfn);
     if (!frame) {
       if (!create) return undefined;
       this.idx(pfn, 1);
@@ -535,7 +531,7 @@ export class PhysMem {
     this.forMaterialized(srcPfn, count, (pfn, frame) => copies.push([dstPfn + (pfn - srcPfn), frame.slice()]));
     this.dropContents(dstPfn, count, true);
     for (const [pfn, frame] of copies) {
-      const kept = this.getData(pfn);
+      const kept = this.frameData(pfn);
       if (kept !== undefined) kept.set(frame);
       else this.setData(pfn, frame);
     }
@@ -714,7 +710,7 @@ export class PhysMem {
     if (this.data.size === 0) return;
     if (count <= this.data.size) {
       for (let p = pfn; p < pfn + count; p++) {
-        const frame = this.getData(p);
+        const frame = this.frameData(p);
         if (frame) cb(p, frame);
       }
     } else {
