@@ -609,29 +609,31 @@ export class PhysMem {
   private dec(arr: Int32Array, other: Int32Array, isPin: boolean, pfn: number, count: number, what: string): void {
     const i0 = this.idx(pfn, count);
     const end = i0 + count;
-    let runStart = -1;
+    // One pass with no call in it (the common unpin leaves every frame referenced: nothing to
+    // free), then, only when some frame is held by nothing any more, its runs are released.
     let zeroed = 0;
+    let unheld = 0;
     for (let i = i0; i < end; i++) {
       const a = arr[i] - 1;
-      if (a < 0) assert(false, `${what} of frames that are not held (pfn ${pfn} +${count})`);
-      arr[i] = a;
-      if (a !== 0) {
-        if (runStart >= 0) {
-          this.release(runStart + FIRST_PFN, i - runStart);
-          runStart = -1;
-        }
-        continue;
+      if (a <= 0) {
+        if (a < 0) notHeld(what, pfn, count);
+        zeroed++;
+        if (other[i] === 0) unheld++;
       }
-      zeroed++;
-      if (other[i] === 0) {
-        this.inUse--;
+      arr[i] = a;
+    }
+    if (isPin) this.pinned -= zeroed;
+    if (unheld === 0) return;
+    this.inUse -= unheld;
+    let runStart = -1;
+    for (let i = i0; i < end; i++) {
+      if (arr[i] === 0 && other[i] === 0) {
         if (runStart < 0) runStart = i;
       } else if (runStart >= 0) {
         this.release(runStart + FIRST_PFN, i - runStart);
         runStart = -1;
       }
     }
-    if (isPin) this.pinned -= zeroed;
     if (runStart >= 0) this.release(runStart + FIRST_PFN, end - runStart);
   }
 
@@ -741,6 +743,10 @@ export class PhysMem {
       if (i >= 0 && i < this.views.length) this.views[i] = undefined;
     }
   }
+}
+
+function notHeld(what: string, pfn: number, count: number): void {
+  assert(false, `${what} of frames that are not held (pfn ${pfn} +${count})`);
 }
 
 function badPiece(off: number, n: number): void {
