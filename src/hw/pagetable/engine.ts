@@ -190,6 +190,11 @@ export class PageTableEngine {
   /** lean, and not nested: translate takes the lean path. */
   private leanNow = 0;
   /**
+   * A 4 KiB-granule format whose lean masks hold (leanFormat: grant bits of tables only in lo, deny
+   * bits only in hi, ...) with 9 index bits a level: nested4k serves its nested translations.
+   */
+  declare private readonly nest4k: boolean;
+  /**
    * The root frame's first word in the arena when the engine owns a one-frame root that has a
    * slot (it keeps it until destroy), else 0 (and lean4k, which starts there, is not used).
    */
@@ -398,6 +403,7 @@ export class PageTableEngine {
       const slot = this.arena.slot;
       this.rootWord = this.root < slot.length ? slot[this.root] : 0;
     }
+    this.nest4k = leanFormat && format.granuleShift === 12 && this.lastShift === 0 && this.bpl === 9 && this.shift0 === 9 * (n - 1);
     // lean4k needs the root's slot; other 4 KiB-granule walks take translateLean.
     this.lean = leanFormat && this.root < 2 ** 30 && this.views !== NO_VIEWS ? (format.granuleShift === 12 && this.rootWord !== 0 ? 1 : 2) : 0;
     assert(this.lean !== 1 || (this.lastShift === 0 && this.bpl === 9 && this.shift0 === 9 * (n - 1)), "4 KiB lean: 9 index bits a level");
@@ -648,7 +654,12 @@ export class PageTableEngine {
   /** translate when the 4 KiB lean path is not for this engine: another granule, nested, or not lean (see lean). */
   private translateOther(vpn: number, access: number): number {
     if (this.leanNow === 2) return this.translateLean(vpn, access);
-    if (this.s2 !== null) return this.translateNested(vpn, access);
+    const s2 = this.s2;
+    if (s2 !== null) {
+      const v = vpn | 0;
+      if (this.nest4k && v === vpn && v >= 0 && (access === this.accNow || this.leanAccess(access))) return this.nested4k(v, access, s2);
+      return this.translateNested(vpn, access);
+    }
     if (!(vpn >= 0 && vpn < this.inputPages)) return this.setFault(FAULT_ADDRESS_SIZE, -1);
     return this.translateWide(vpn, access);
   }
@@ -723,6 +734,60 @@ export class PageTableEngine {
     const vi = pfn - VIEW_BASE;
     const g = vi >= 0 && vi < views.length ? views[vi] : undefined;
     return g !== undefined ? g : this.mem.peekFrameU32(pfn);
+  }
+
+  /**
+   * translateNested's common case for 4 KiB-granule formats (nest4k), input pages below 2^31 and
+   * the access whose lean masks are loaded (accNow): the levels by integer shifts, each entry read
+   * through its table's stage-2 translation, and leanEnd's checks of the path (permissions,
+   * hardware updates due) before stage 2 translates the output. A table entry that is not present
+   * faults here, as in translateNested (nothing follows it); anything else unusual is redone by
+   * translateGeneric.
+   */
+  private nested4k(v: number, access: number, s2: PageTableEngine): number {
+    let sh = this.shift0;
+    const top = v >>> sh;
+    if (top >= this.topEntries) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    const valid = this.validLo;
+    const tm = this.typeMask;
+    const bt = this.blockType;
+    let gpn = this.root + (top >>> 9);
+    let w = (top & 511) << 1;
+    let l = 0;
+    let andLo = -1;
+    let orHi = 0;
+    let lo: number;
+    let hi: number;
+    for (;;) {
+      const hp = s2.translate(gpn, 1); // ACC_READ
+      const f = hp < 0 ? undefined : s2.frameOf(hp);
+      if (f === undefined) return this.translateGeneric(v, access, null, true);
+      lo = f[w] | 0;
+      hi = f[w | 1] | 0;
+      if ((lo & valid) === 0) return this.setFault(FAULT_TRANSLATION, l);
+      if (sh === 0 || (lo & tm) === bt) break;
+      andLo &= lo;
+      orHi |= hi;
+      gpn = ((lo & this.addrLo) >>> 12) + (hi & this.addrHi) * TWO20;
+      sh = (sh - 9) | 0;
+      l++;
+      w = ((v >>> sh) & 511) << 1;
+    }
+    if (sh !== 0 ? ((this.leafShifts >>> sh) & 1) === 0 : (lo & this.pageTypeMask) !== this.pageType) return this.leafFault(l);
+    if ((((lo ^ this.needL) & this.leafBits) | (~andLo & this.needT) | (orHi & this.badTH) | (hi & this.accLDH)) !== 0) {
+      return this.translateGeneric(v, access, null, true);
+    }
+    const off = (1 << sh) - 1;
+    const out = s2.translate((((lo >>> 12) & ~off) | (v & off)) + (hi & this.addrHi) * TWO20, access);
+    if (out < 0) return this.translateGeneric(v, access, null, true);
+    this.fault = 0; // FAULT_NONE
+    this.leafShift = sh;
+    this.pT0 = ~andLo;
+    this.pT1 = orHi;
+    this.pL0 = lo;
+    this.pL1 = hi;
+    this.keepStage2(s2);
+    return out;
   }
 
   /**
