@@ -10,11 +10,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { SteConfig } from "../../src/hw/smmuv3/tables.js";
-import type { DmaResult } from "../../src/hw/dma.js";
 import { Rig, RO, RW, linuxCd } from "./smmuv3-unit-harness.js";
+import { PAGE, dmaReqs, runDmaReq } from "./dma-diff.js";
 import { PT_ACCESSED, PT_READ, PT_WRITE } from "../../src/hw/pagetable/format.js";
 
-const PAGE = 4096;
 const BASE = 0x100; // pages BASE .. BASE+7 mapped on each stream (some read-only, some kernel-only), BASE+8 a hole
 
 interface Side {
@@ -41,43 +40,14 @@ function side(): Side {
   return { rig, data };
 }
 
-interface Req {
-  page: number;
-  off: number;
-  len: number;
-  write: boolean;
-  priv: boolean;
-  sid: number;
-  fill: number;
-}
-
-const req: fc.Arbitrary<Req> = fc.record({
-  page: fc.integer({ min: BASE - 1, max: BASE + 8 }),
-  off: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: PAGE - 1 })),
-  len: fc.oneof(fc.constant(PAGE), fc.integer({ min: 0, max: 2 * PAGE })),
-  write: fc.boolean(),
-  priv: fc.boolean(),
-  sid: fc.constantFrom(3, 3, 3, 4, 7),
-  fill: fc.integer({ min: 1, max: 255 }),
-});
-
-function run(s: Side, r: Req, asBigint: boolean): { res: DmaResult; data: Uint8Array } | { error: string } {
-  const iova = r.page * PAGE + r.off;
-  const data = r.write ? new Uint8Array(r.len).fill(r.fill) : new Uint8Array(r.len);
-  try {
-    const res = s.rig.unit.dma({ sid: r.sid, pasid: -1, iova: asBigint ? BigInt(iova) : iova, length: r.len, write: r.write, data, priv: r.priv || undefined });
-    return { res, data };
-  } catch (e) {
-    return { error: (e as Error).message };
-  }
-}
+const req = dmaReqs(BASE - 1, BASE + 8, [3, 3, 3, 4, 7], [-1]);
 
 test("dma: the short path for the usual request and the general path give the same results, memory, events and TLB counts", () => {
   fc.assert(
     fc.property(fc.array(req, { minLength: 1, maxLength: 40 }), (reqs) => {
       const fast = side();
       const slow = side();
-      for (const r of reqs) assert.deepEqual(run(fast, r, false), run(slow, r, true), JSON.stringify(r));
+      for (const r of reqs) assert.deepEqual(runDmaReq(fast.rig.unit, r, false), runDmaReq(slow.rig.unit, r, true), JSON.stringify(r));
       assert.deepEqual(fast.rig.mem.read(fast.data * PAGE, 8 * PAGE), slow.rig.mem.read(slow.data * PAGE, 8 * PAGE), "memory");
       assert.deepEqual(fast.rig.events(), slow.rig.events(), "events");
       assert.deepEqual(fast.rig.unit.tlb.stats, slow.rig.unit.tlb.stats, "TLB counts");
@@ -88,18 +58,18 @@ test("dma: the short path for the usual request and the general path give the sa
         // a privileged request caches a kernel-only page; a user request must not use that entry
         [
           [
-            { page: BASE + 6, off: 0, len: PAGE, write: true, priv: true, sid: 3, fill: 1 },
-            { page: BASE + 6, off: 0, len: PAGE, write: true, priv: false, sid: 3, fill: 2 },
-            { page: BASE + 6, off: 8, len: 16, write: false, priv: false, sid: 3, fill: 3 },
+            { page: BASE + 6, off: 0, len: PAGE, write: true, priv: true, sid: 3, pasid: -1, fill: 1 },
+            { page: BASE + 6, off: 0, len: PAGE, write: true, priv: false, sid: 3, pasid: -1, fill: 2 },
+            { page: BASE + 6, off: 8, len: 16, write: false, priv: false, sid: 3, pasid: -1, fill: 3 },
           ],
         ],
         // the short path only for the stream resolved last
         [
           [
-            { page: BASE, off: 0, len: PAGE, write: true, priv: false, sid: 3, fill: 1 },
-            { page: BASE + 1, off: 0, len: PAGE, write: true, priv: false, sid: 4, fill: 2 },
-            { page: BASE, off: 0, len: 64, write: true, priv: false, sid: 3, fill: 3 },
-            { page: BASE + 4, off: 0, len: 64, write: true, priv: false, sid: 3, fill: 4 },
+            { page: BASE, off: 0, len: PAGE, write: true, priv: false, sid: 3, pasid: -1, fill: 1 },
+            { page: BASE + 1, off: 0, len: PAGE, write: true, priv: false, sid: 4, pasid: -1, fill: 2 },
+            { page: BASE, off: 0, len: 64, write: true, priv: false, sid: 3, pasid: -1, fill: 3 },
+            { page: BASE + 4, off: 0, len: 64, write: true, priv: false, sid: 3, pasid: -1, fill: 4 },
           ],
         ],
       ],

@@ -13,8 +13,8 @@ import { PageTableEngine } from "../../src/hw/pagetable/engine.js";
 import { PT_READ, PT_USER, PT_WRITE, vtdFirstStage, vtdSecondStage } from "../../src/hw/pagetable/format.js";
 import { Pgtt } from "../../src/hw/vtd/tables.js";
 import { DEFAULT_ECAP, VtdRig, VtdUnit } from "../../src/hw/vtd/unit.js";
-import type { DmaResult } from "../../src/hw/dma.js";
 import { PAGE, faultRecord, fsts } from "./vtd-unit-helpers.js";
+import { dmaReqs, runDmaReq } from "./dma-diff.js";
 
 const SID = 0x0310;
 const BASE = 0x40; // the domains map input pages BASE .. BASE+7 (some read-only), page BASE+8 is a hole
@@ -46,38 +46,7 @@ function side(): Side {
   return { unit, data };
 }
 
-interface Req {
-  page: number;
-  off: number;
-  len: number;
-  write: boolean;
-  priv: boolean;
-  sid: number;
-  pasid: number;
-  fill: number;
-}
-
-const req: fc.Arbitrary<Req> = fc.record({
-  page: fc.integer({ min: BASE - 1, max: BASE + 9 }),
-  off: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: PAGE - 1 })),
-  len: fc.oneof(fc.constant(PAGE), fc.integer({ min: 0, max: 2 * PAGE })),
-  write: fc.boolean(),
-  priv: fc.boolean(),
-  sid: fc.constantFrom(SID, SID, SID, 0x0311),
-  pasid: fc.constantFrom(-1, -1, -1, FS_PASID, FS_PASID, 0, 7),
-  fill: fc.integer({ min: 1, max: 255 }),
-});
-
-function run(s: Side, r: Req, asBigint: boolean): { res: DmaResult; data: Uint8Array } | { error: string } {
-  const iova = r.page * PAGE + r.off;
-  const data = r.write ? new Uint8Array(r.len).fill(r.fill) : new Uint8Array(r.len);
-  try {
-    const res = s.unit.dma({ sid: r.sid, pasid: r.pasid, iova: asBigint ? BigInt(iova) : iova, length: r.len, write: r.write, data, priv: r.priv || undefined });
-    return { res, data };
-  } catch (e) {
-    return { error: (e as Error).message };
-  }
-}
+const req = dmaReqs(BASE - 1, BASE + 9, [SID, SID, SID, 0x0311], [-1, -1, -1, FS_PASID, FS_PASID, 0, 7]);
 
 test("dma: the short path for the usual request and the general path give the same results, memory, fault records and IOTLB counts", () => {
   fc.assert(
@@ -85,8 +54,8 @@ test("dma: the short path for the usual request and the general path give the sa
       const fast = side();
       const slow = side();
       for (const r of reqs) {
-        const a = run(fast, r, false);
-        const b = run(slow, r, true);
+        const a = runDmaReq(fast.unit, r, false);
+        const b = runDmaReq(slow.unit, r, true);
         assert.deepEqual(a, b, JSON.stringify(r));
       }
       const bytes = 8 * PAGE;
