@@ -10,8 +10,10 @@
  * Page-table pages are frames like any other: HwMemory allocates them from PhysMem, holds one
  * reference on each (so they count in framesInUse and their contents drop when freed) and zeroes
  * them. Their contents live in PhysMem's FrameArena (one block for all of them, which the
- * page-table engine's walk reads directly); their views alias it. A FrameStore is the small interface the page-table engine needs; HwMemory is the host one,
- * WindowFrameStore a window of guest-physical frames (for page tables a guest builds in its memory).
+ * page-table engine's walk reads directly); their views alias it. A FrameStore is the small
+ * interface the page-table engine needs; HwMemory is the host one, WindowFrameStore a window of
+ * guest-physical frames (for page tables a guest builds in its memory). A unit's DMA moves a
+ * page's piece with its PhysMem's readInFrame / writeInFrame.
  */
 import { assert } from "../errno.js";
 import { PAGE_SIZE, type PhysMem } from "../mm/phys.js";
@@ -126,19 +128,6 @@ export class HwMemory implements FrameStore {
   write(pa: number, src: Uint8Array): void {
     checkPa(pa, src.length);
     this.phys.write(pa, src);
-  }
-
-  /**
-   * DMA read of dst.length bytes at byte off of frame pfn, within the frame (one page's piece of a
-   * request): readInto without the address arithmetic.
-   */
-  readInFrame(pfn: number, off: number, dst: Uint8Array): void {
-    this.phys.readInFrame(pfn, off, dst);
-  }
-
-  /** DMA write of src at byte off of frame pfn, within the frame: write without the address arithmetic. */
-  writeInFrame(pfn: number, off: number, src: Uint8Array): void {
-    this.phys.writeInFrame(pfn, off, src);
   }
 
   /** The aligned 32-bit word at pa (descriptor fields in kernel memory: read through the frame view). */

@@ -662,8 +662,8 @@ export class SmmuUnit implements DmaPort {
       const ppn = this.xlate(req.sid, req.pasid, vpn, acc, looked && pos === start);
       if (ppn < 0) return this.onFault(req, pos, vpn, inPage, rec);
       const chunk = pos === 0 && n === req.data.length ? req.data : req.data.subarray(pos, pos + n);
-      if (req.write) this.mem.writeInFrame(ppn, inPage, chunk);
-      else this.mem.readInFrame(ppn, inPage, chunk);
+      if (req.write) this.mem.phys.writeInFrame(ppn, inPage, chunk);
+      else this.mem.phys.readInFrame(ppn, inPage, chunk);
       pos += n;
     }
     return { status: "done", bytes: len, fault: null };

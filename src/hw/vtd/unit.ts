@@ -588,7 +588,7 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
         const ppn = iotlb.lookup(sid, pasid, vpn);
         const need = req.write ? 10 : 9; // NEED_W, NEED_R
         if (ppn >= 0 && (iotlb.perms() & need) === need && ppn < 1099511627776) {
-          // (ppn below MAX_PPN; the HwMemory's PhysMem directly: one call less to inline)
+          // (ppn below MAX_PPN)
           if (req.write) this.mem.phys.writeInFrame(ppn, off, data);
           else this.mem.phys.readInFrame(ppn, off, data);
           return { status: "done", bytes: len, fault: null };
@@ -608,8 +608,8 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
     if (ppn < 0 || (this.iotlb.perms() & need) !== need) ppn = this.translateMiss(req.sid, req.pasid, vpn, req.write ? ACC_WRITE : ACC_READ, false, false);
     if (ppn < 0) return this.dmaFault(req, 0, vpn);
     if (ppn >= MAX_PPN) return this.dmaBeyond(req, 0, vpn);
-    if (req.write) this.mem.writeInFrame(ppn, off, req.data);
-    else this.mem.readInFrame(ppn, off, req.data);
+    if (req.write) this.mem.phys.writeInFrame(ppn, off, req.data);
+    else this.mem.phys.readInFrame(ppn, off, req.data);
     return { status: "done", bytes: req.length, fault: null };
   }
 
@@ -653,8 +653,8 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
       const n = Math.min(PAGE_SIZE - inPage, req.length - done);
       // the whole buffer when the request is one page (the usual DMA): no subarray
       const chunk = done === 0 && n === req.data.length ? req.data : req.data.subarray(done, done + n);
-      if (req.write) this.mem.writeInFrame(ppn, inPage, chunk);
-      else this.mem.readInFrame(ppn, inPage, chunk);
+      if (req.write) this.mem.phys.writeInFrame(ppn, inPage, chunk);
+      else this.mem.phys.readInFrame(ppn, inPage, chunk);
       done += n;
     }
     return { status: "done", bytes: done, fault: null };
