@@ -31,7 +31,7 @@ const FIRST_PFN = 0x1000;
 export const FRAME_VIEW_BASE = FIRST_PFN;
 
 /** The part of the WebAssembly JS API FrameArena uses (this project's TypeScript libs do not declare it). */
-interface SharedWasmMemory {
+export interface SharedWasmMemory {
   readonly buffer: SharedArrayBuffer;
   grow(pages: number): number;
 }
@@ -43,20 +43,28 @@ const FRAMES_PER_WASM_PAGE = 16;
 const ARENA_MAX_PAGES = 65536;
 /**
  * Frames at pfn FIRST_PFN + 2^25 (128 GiB of frames handed out) and up stay outside the arena:
- * FrameArena.slot costs 4 bytes for every pfn below the highest arena frame's.
+ * FrameArena.slot has an entry for every pfn below that.
  */
 const ARENA_MAX_INDEX = 2 ** 25;
+/** FrameArena.slot's entries (indexed by the pfn itself), at the start of the arena's memory. */
+export const ARENA_SLOT_ENTRIES = FIRST_PFN + ARENA_MAX_INDEX;
+/** The first frame slot: the one after the slot table (rounded up to a WebAssembly page). */
+const FIRST_SLOT = Math.ceil((ARENA_SLOT_ENTRIES * 4) / 65536) * FRAMES_PER_WASM_PAGE;
 /** What FrameArena.words and .slot are before the first frame: one frame of zeros, no slots. */
 const ZERO_FRAME = new Uint32Array(PAGE_SIZE / 4);
 const NO_SLOTS = new Int32Array(0);
 
 /**
- * One block of memory holding the contents of many frames (PhysMem.useArena: page-table frames),
- * so that a hardware walker reads any of them as `words[slot[pfn] + word]`: two
- * typed-array reads, against three dependent loads (view table, view object, its backing store)
- * through per-frame views. Each frame has a slot of 1024 words; slot 0 is never a frame and stays
- * zero, so a pfn without a slot reads as a zero (not present) entry and the walker takes its slow
- * path. Frames' views (PhysMem.frameU32, the Uint8Array read() and write() use) alias their slot.
+ * One block of memory holding the contents of many frames (PhysMem.useArena: page-table frames;
+ * PhysMem.toArena: frames a walker found holding tables), so that a hardware walker reads any of
+ * them as `words[slot[pfn] + word]`: two typed-array reads, against three dependent loads (view
+ * table, view object, its backing store) through per-frame views. Each frame has a slot of 1024
+ * words. The slot table itself is the start of the same memory (so that a walker compiled to
+ * WebAssembly reads it too: FrameArena.wasm), one 32-bit entry per pfn below
+ * ARENA_SLOT_ENTRIES, 0 for a frame without a slot; its first 1024 entries (pfns below FIRST_PFN
+ * never have a slot) double as "slot 0", a frame of zeros: a pfn without a slot reads as a zero
+ * (not present) entry and the walker takes its slow path. Frames' views (PhysMem.frameU32, the
+ * Uint8Array read() and write() use) alias their slot.
  *
  * Why a shared WebAssembly.Memory: the block must grow without moving (views already handed out
  * must keep aliasing their frame) and be read through a plain typed array in the hot loop.
@@ -67,39 +75,54 @@ const NO_SLOTS = new Int32Array(0);
  * other code holds. A shared memory's buffer is a plain SharedArrayBuffer that grows in place:
  * after grow() the new buffer and every old one alias the same bytes, so old views stay valid and
  * `words` is just replaced by a longer view. The memory reserves address space (V8: 10 GiB each)
- * but commits only what grow() asks, in 64 KiB steps, doubling; it is not counted in
+ * but commits only what grow() asks (the slot table's 128 MiB from the start: pages never written
+ * cost no memory), in 64 KiB steps, doubling; it is not counted in
  * process.memoryUsage().arrayBuffers (see `bytes`). Where no such memory can be had (no
  * WebAssembly, address space exhausted) or the arena is full, frames simply stay outside it.
+ * Copies into a shared buffer's views run at half the speed of ordinary ones here (V8 copies them
+ * with relaxed atomic word moves), so data frames stay outside.
  */
 export class FrameArena {
   /**
-   * The words of every slot: the frame in slot s is words[s*1024 .. s*1024+1023]. Replaced (a
+   * The whole memory as words: the frame in slot s is words[s*1024 .. s*1024+1023]. Replaced (a
    * longer view of the same bytes) when the arena grows.
    */
   words: Uint32Array = ZERO_FRAME;
   /**
    * By pfn: the frame's first word in `words` (its slot * 1024), or 0 when the frame has no slot
-   * (pfns below FIRST_PFN never have one); pfns beyond its end have none either. Replaced when it
-   * grows. Indexed by the pfn itself, not pfn - FIRST_PFN: a walker saves the subtraction.
+   * (pfns below FIRST_PFN never have one). Indexed by the pfn itself, not pfn - FIRST_PFN: a walker
+   * saves the subtraction. Empty until the first frame; then `entries` long (the start of the
+   * memory).
    */
   slot: Int32Array = NO_SLOTS;
+  /**
+   * Entries of the slot table: frames at pfns from here up stay outside the arena. At most (and by
+   * default) ARENA_SLOT_ENTRIES; tests lower it before the first frame is placed.
+   */
+  entries = ARENA_SLOT_ENTRIES;
   /** Most slots (slot 0 included) handed out; frames beyond stay outside the arena (tests lower it). */
-  limit = ARENA_MAX_PAGES * FRAMES_PER_WASM_PAGE;
+  limit = ARENA_MAX_PAGES * FRAMES_PER_WASM_PAGE - FIRST_SLOT + 1;
   private memory: SharedWasmMemory | null = null;
   private failed = false;
-  /** Slots the memory holds (slot 0 included), the first never used, and freed ones. */
+  /** Slots the memory holds (slot table included), the first never used, and freed ones. */
   private capacity = 0;
-  private fresh = 1;
+  private fresh = FIRST_SLOT;
   private readonly freed: number[] = [];
+  /** The highest pfn given a slot, plus one (the part of the slot table in use). */
+  private slotTop = 0;
+  /** The arena's WebAssembly walker (see wasm), once made; null before, or when none can be made. */
+  private walker: ArenaWasm | null = null;
+  private walkerTried = false;
 
-  /** Bytes of memory committed to the arena (not counted in process.memoryUsage().arrayBuffers). */
+  /** Bytes of memory the arena uses: its frames' slots and the slot table up to the highest pfn given one. */
   get bytes(): number {
-    return this.capacity * PAGE_SIZE;
+    if (this.capacity === 0) return 0;
+    return (this.capacity - FIRST_SLOT) * PAGE_SIZE + Math.ceil((this.slotTop * 4) / PAGE_SIZE) * PAGE_SIZE;
   }
 
-  /** Frames with a slot now. */
+  /** Frames with a slot now (the walker's record, see wasm, is none). */
   get frames(): number {
-    return this.fresh - 1 - this.freed.length;
+    return this.fresh - FIRST_SLOT - this.freed.length - (this.walker !== null ? 1 : 0);
   }
 
   /** A zeroed slot, or 0 when the arena cannot give one. */
@@ -109,7 +132,7 @@ export class FrameArena {
       this.words.fill(0, f * 1024, f * 1024 + 1024);
       return f;
     }
-    if (this.fresh >= this.limit || (this.fresh >= this.capacity && !this.grow())) return 0;
+    if (this.fresh - FIRST_SLOT + 1 >= this.limit || (this.fresh >= this.capacity && !this.grow())) return 0;
     return this.fresh++;
   }
 
@@ -118,9 +141,37 @@ export class FrameArena {
     this.freed.push(s);
   }
 
+  /** Record that frame pfn (below slot.length) has slot s (0: none). */
+  assign(pfn: number, s: number): void {
+    this.slot[pfn] = s * 1024;
+    if (pfn >= this.slotTop) this.slotTop = pfn + 1;
+  }
+
   /** The bytes of slot s (a view that stays valid as the arena grows). */
   bytesOf(s: number): Uint8Array {
     return new Uint8Array(this.words.buffer, s * PAGE_SIZE, PAGE_SIZE);
+  }
+
+  /**
+   * The arena's walkers compiled to WebAssembly over its memory (hw/pagetable/wasm-walk.ts), made
+   * on first use, or null (no memory yet, or WebAssembly cannot be had). `make` builds them; the
+   * arena only keeps them, so mm/ does not depend on hw/.
+   */
+  wasm<T extends ArenaWasm>(make: (memory: SharedWasmMemory, scratch: number) => T | null): T | null {
+    if (this.walker !== null || this.walkerTried) return this.walker as T | null;
+    if (this.memory === null) return null;
+    const s = this.take();
+    if (s === 0) return null;
+    this.walkerTried = true;
+    let w: T | null = null;
+    try {
+      w = make(this.memory, s * PAGE_SIZE);
+    } catch {
+      w = null;
+    }
+    if (w === null) this.give(s);
+    this.walker = w;
+    return w;
   }
 
   private grow(): boolean {
@@ -128,11 +179,12 @@ export class FrameArena {
     try {
       if (this.memory === null) {
         if (WasmMemory === undefined) throw new Error("no WebAssembly.Memory");
-        this.memory = new WasmMemory({ initial: 1, maximum: ARENA_MAX_PAGES, shared: true });
+        this.memory = new WasmMemory({ initial: FIRST_SLOT / FRAMES_PER_WASM_PAGE + 1, maximum: ARENA_MAX_PAGES, shared: true });
       } else {
-        const pages = this.capacity / FRAMES_PER_WASM_PAGE;
-        if (pages >= ARENA_MAX_PAGES) return false;
-        this.memory.grow(Math.min(pages, ARENA_MAX_PAGES - pages));
+        const pages = (this.capacity - FIRST_SLOT) / FRAMES_PER_WASM_PAGE;
+        const have = this.capacity / FRAMES_PER_WASM_PAGE;
+        if (have >= ARENA_MAX_PAGES) return false;
+        this.memory.grow(Math.min(pages, ARENA_MAX_PAGES - have));
       }
     } catch {
       // No memory to be had (address space, limits): frames stay outside the arena from now on.
@@ -141,10 +193,14 @@ export class FrameArena {
     }
     const buf = this.memory.buffer;
     this.words = new Uint32Array(buf);
+    if (this.slot.length === 0) this.slot = new Int32Array(buf, 0, Math.min(Math.max(this.entries, 0), ARENA_SLOT_ENTRIES));
     this.capacity = buf.byteLength / PAGE_SIZE;
     return true;
   }
 }
+
+/** What FrameArena.wasm keeps: anything (hw/ defines it). */
+export type ArenaWasm = object;
 
 export class PhysMem {
   private next = FIRST_PFN;
@@ -491,25 +547,49 @@ export class PhysMem {
     for (let i = i0; i < i0 + count; i++) {
       const p = i + FIRST_PFN;
       if (this.data.has(p)) assert(false, `useArena: frame ${p} already has contents`);
-      const s = i < ARENA_MAX_INDEX ? this.arena.take() : 0;
-      if (s === 0) {
+      const a = this.arena;
+      const s = p < a.entries ? a.take() : 0;
+      if (s === 0 || p >= a.slot.length) {
+        if (s !== 0) a.give(s);
         this.frameU32(p);
         continue;
       }
-      const a = this.arena;
-      if (p >= a.slot.length) {
-        let n = Math.max(a.slot.length, 2 * FIRST_PFN);
-        while (n <= p) n *= 2;
-        const t = new Int32Array(n);
-        t.set(a.slot);
-        a.slot = t;
-      }
-      a.slot[p] = s * 1024;
+      a.assign(p, s);
       this.setData(p, a.bytesOf(s));
       this.makeView(p, false);
       placed++;
     }
     return placed;
+  }
+
+  /**
+   * Move frame pfn's contents into the arena, for a walker that found page-table entries in it (a
+   * guest's tables in guest RAM): it reads the same through every accessor from then on. Its
+   * earlier views are replaced in PhysMem's own tables; a view of it kept elsewhere from before
+   * would no longer alias it, so none may be kept across a walk (hardware models take views for
+   * the duration of a call). False when the frame stays where it is: no contents (it reads as
+   * zeros), contents that live elsewhere (the `contents` hook), a pfn not handed out or beyond
+   * the arena's reach, or no room.
+   */
+  toArena(pfn: number): boolean {
+    const i = pfn - FIRST_PFN;
+    const a = this.arena;
+    if (this.contents !== null || !((i | 0) === i && i >= 0 && pfn < a.entries && pfn < this.next)) return false;
+    if (pfn < a.slot.length && a.slot[pfn] !== 0) return true;
+    const old = this.frameData(pfn);
+    if (old === undefined) return false;
+    const s = a.take();
+    if (s === 0) return false;
+    if (pfn >= a.slot.length) {
+      a.give(s);
+      return false;
+    }
+    const bytes = a.bytesOf(s);
+    bytes.set(old);
+    a.assign(pfn, s);
+    this.setData(pfn, bytes);
+    if (i < this.views.length && this.views[i] !== undefined) this.views[i] = new Uint32Array(bytes.buffer, bytes.byteOffset, PAGE_SIZE / 4);
+    return true;
   }
 
   /** True while frame pfn keeps its contents in the arena. */

@@ -123,6 +123,7 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
           fc.record({ op: fc.constant("view" as const), k: fc.nat(), word: fc.integer({ min: 0, max: 1023 }), val: fc.integer({ min: 1, max: 0xffffffff }) }),
           fc.record({ op: fc.constant("copy" as const), k: fc.nat(), j: fc.nat() }),
           fc.record({ op: fc.constant("free" as const), k: fc.nat() }),
+          fc.record({ op: fc.constant("move" as const), k: fc.nat() }),
         ),
         { maxLength: 60 },
       ),
@@ -163,6 +164,12 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
             ref.set(d, expect(s).slice());
             // An ordinary frame gets new contents (seen through a fresh view); an arena frame keeps its slot.
             if (!p.inArena(d)) views.delete(d);
+          } else if (o.op === "move") {
+            const pfn = live[o.k % live.length];
+            const was = p.inArena(pfn);
+            const moved = p.toArena(pfn);
+            assert.equal(moved, was || ref.has(pfn) ? p.inArena(pfn) : false, "a frame with no contents stays out");
+            if (moved && !was) views.delete(pfn); // earlier views no longer alias a moved frame
           } else {
             const i = o.k % live.length;
             const pfn = live[i];
@@ -186,7 +193,7 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
           }
         }
         assert.equal(p.arena.frames, slots.size, "every slot in use belongs to a live frame");
-        assert.ok(p.arena.words.subarray(0, 1024).every((x) => x === 0), "slot 0 stays zero");
+        assert.ok(p.arena.words.subarray(0, 4096).every((x) => x === 0), "slot 0 (the slot table's entries below the first pfn) stays zero");
         for (const pfn of [...live]) p.unref(pfn, 1);
         assert.equal(p.arena.frames, 0);
         assert.equal(p.framesMaterialized, 0);
@@ -194,4 +201,41 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
     ),
     { numRuns: 150 },
   );
+});
+
+test("toArena moves a frame's contents into the arena: every accessor reads them there, and its slot goes back when it is freed", () => {
+  const p = new PhysMem();
+  const [a, b, c] = [p.allocRun(1), p.allocRun(1), p.allocRun(1)];
+  p.ref(a, 1);
+  p.ref(b, 1);
+  p.ref(c, 1);
+  p.useArena(c, 1); // the arena exists
+  p.write(a * PAGE_SIZE + 100, Uint8Array.from([1, 2, 3]));
+  const before = p.frameU32(a);
+  assert.equal(p.toArena(b), false, "a frame never written reads as zeros and stays out");
+  assert.equal(p.inArena(b), false);
+  assert.equal(p.toArena(a), true);
+  assert.ok(p.inArena(a));
+  assert.deepEqual(p.read(a * PAGE_SIZE + 100, 3), Uint8Array.from([1, 2, 3]));
+  assert.equal(arenaWords(p, a)?.[25], 0x030201);
+  const after = p.frameU32(a);
+  assert.notEqual(after, before, "PhysMem's view of it is the arena's");
+  after[0] = 9;
+  assert.equal(p.read(a * PAGE_SIZE, 1)[0], 9);
+  assert.equal(p.toArena(a), true, "already there");
+  assert.equal(p.arena.frames, 2);
+  p.unref(a, 1);
+  assert.equal(p.arena.frames, 1, "freed: its slot went back");
+  assert.equal(p.toArena(p.allocRun(1) + 7), false, "a pfn not handed out");
+});
+
+test("toArena leaves frames whose contents live elsewhere (the contents hook) where they are", () => {
+  const p = new PhysMem();
+  const a = p.allocRun(1);
+  p.ref(a, 1);
+  p.write(a * PAGE_SIZE, Uint8Array.from([5]));
+  p.contents = { read: () => null, write: () => false };
+  assert.equal(p.toArena(a), false);
+  assert.equal(p.inArena(a), false);
+  p.contents = null;
 });

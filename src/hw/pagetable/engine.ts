@@ -35,8 +35,28 @@ import {
   type PermRules,
 } from "./format.js";
 import { modPow2 } from "../../util/num.js";
+import { makeArenaWalker, R_ACC2, R_ADDR1, R_BT1, R_BT2, R_HP, R_LEAFSH1, R_LEAFSH2, R_MASKS1, R_NSLOTS, R_OUT1, R_OUT2, R_PT1, R_PT2, R_PTM1, R_PTM2, R_READ2, R_RES1, R_RES2, R_ROOT1, R_ROOT2, R_SH1, R_SH2, R_TM1, R_TM2, R_TOP2, R_VALID1, type ArenaWalker } from "./wasm-walk.js";
 
 const TWO20 = 1048576;
+assert(R_RES1 === 48 && R_RES2 === 53, "wasmDone reads the walker's results at words 48 and 53");
+/**
+ * The lean masks (see PageTableEngine.accNow) as the arena walker takes them, four 64-bit masks
+ * (lo word first) at r[at..at+7]: NT (lo bits every table entry must have), BT (hi bits none may
+ * have), NL and LB (the leaf's bits LB, of which it must have those of NL).
+ */
+function entryMasks(r: Int32Array, at: number, needT: number, badTH: number, needL: number, leafBits: number, accLDH: number): void {
+  r[at] = needT;
+  r[at + 1] = 0;
+  r[at + 2] = 0;
+  r[at + 3] = badTH;
+  r[at + 4] = needL;
+  r[at + 5] = 0;
+  r[at + 6] = leafBits;
+  r[at + 7] = accLDH;
+}
+
+/** Engines' configuration generations (PageTableEngine.gen): a new number for every change. */
+let generation = 0;
 /** FRAME_VIEW_BASE as a constant of this module (an imported binding is a load in compiled code). */
 const VIEW_BASE = 0x1000;
 assert(VIEW_BASE === FRAME_VIEW_BASE, "PhysMem's view table starts at pfn 0x1000");
@@ -228,6 +248,23 @@ export class PageTableEngine {
   /** needL and the leaf's deny bits in lo (grant and deny bits never overlap). */
   private leafBits = 0;
   private accLDH = 0;
+  /** leanMasks' output: needT, badTH, needL, leafBits, accLDH. */
+  private readonly lm = new Int32Array(5);
+  /**
+   * As a second stage: 1 when nested4k may walk this engine's tables itself for the reads of
+   * stage-1 tables (a lean4k engine whose lean masks hold for reads), and those masks (see accNow).
+   */
+  private rd = 0;
+  private rNeedT = 0;
+  private rBadTH = 0;
+  private rNeedL = 0;
+  private rLeafBits = 0;
+  private rLDH = 0;
+  /** A new number (generation) whenever the lean masks may have changed: the arena walker's record follows it. */
+  private gen = 0;
+  /** As a second stage: its arena's WebAssembly walker (null: none, or not looked up yet: awTried). */
+  private aw: ArenaWalker | null = null;
+  private awTried = false;
   /** Bit sh set: the level of shift sh (in pages) may hold leaves; and the last level's shift. */
   private leafShifts = 0;
   declare private readonly lastShift: number;
@@ -408,6 +445,12 @@ export class PageTableEngine {
     this.lean = leanFormat && this.root < 2 ** 30 && this.views !== NO_VIEWS ? (format.granuleShift === 12 && this.rootWord !== 0 ? 1 : 2) : 0;
     assert(this.lean !== 1 || (this.lastShift === 0 && this.bpl === 9 && this.shift0 === 9 * (n - 1)), "4 KiB lean: 9 index bits a level");
     this.leanNow = this.lean;
+    this.loadReadMasks();
+  }
+
+  /** As a second stage: the WebAssembly walker nested walks over it use (null: none, or none yet). */
+  get arenaWalker(): ArenaWalker | null {
+    return this.aw;
   }
 
   /** After a success: the permissions (ACC_*) of the translation (intersected with stage 2's). */
@@ -448,6 +491,7 @@ export class PageTableEngine {
     this.writeSlow = dirty ? ACC_WRITE : 0;
     this.accNow = -1; // the lean path's masks include the above
     this.acc4k = -1;
+    this.loadReadMasks();
   }
 
   /**
@@ -460,6 +504,7 @@ export class PageTableEngine {
     this.s2Found = 0;
     this.leanNow = s2 === null ? this.lean : 0;
     this.acc4k = this.leanNow === 1 ? this.accNow : -1;
+    this.loadReadMasks();
   }
 
   // ---- translation: the hardware walk ---------------------------------------------------------
@@ -630,6 +675,23 @@ export class PageTableEngine {
    * translateWide (a write when the hardware makes leaves dirty).
    */
   private leanAccess(access: number): boolean {
+    const lm = this.lm;
+    if (!this.leanMasks(access, lm)) return false;
+    this.needT = lm[0];
+    this.badTH = lm[1];
+    this.needL = lm[2];
+    this.leafBits = lm[3];
+    this.accLDH = lm[4];
+    this.accNow = access;
+    this.acc4k = this.leanNow === 1 ? access : -1;
+    return true;
+  }
+
+  /**
+   * The lean path's masks for access (see accNow) into out (needT, badTH, needL, leafBits, accLDH);
+   * false when the access always takes translateWide (a write when the hardware makes leaves dirty).
+   */
+  private leanMasks(access: number, out: Int32Array): boolean {
     if ((access & this.writeSlow) !== 0) return false;
     const m = this.leanAcc;
     const k = (access & 15) << 3;
@@ -640,15 +702,25 @@ export class PageTableEngine {
     const needT = m[k] | this.aTableHw | one;
     const needL = m[k + 2] | this.aLeafSlow | one;
     if ((needT & valid) === 0 || (needL & valid) === 0) return false;
-    this.needT = needT;
-    this.badTH = m[k + 1] | this.addrHiWide | (0xfffff & ~this.addrHi);
-    this.needL = needL;
-    assert((this.needL & m[k + 3]) === 0, "a leaf bit both required and refused");
-    this.leafBits = this.needL | m[k + 3];
-    this.accLDH = m[k + 4];
-    this.accNow = access;
-    this.acc4k = this.leanNow === 1 ? access : -1;
+    assert((needL & m[k + 3]) === 0, "a leaf bit both required and refused");
+    out[0] = needT;
+    out[1] = m[k + 1] | this.addrHiWide | (0xfffff & ~this.addrHi);
+    out[2] = needL;
+    out[3] = needL | m[k + 3];
+    out[4] = m[k + 4];
     return true;
+  }
+
+  /** rd and the read masks, after anything they depend on changed. */
+  private loadReadMasks(): void {
+    this.gen = ++generation;
+    const lm = this.lm;
+    this.rd = this.leanNow === 1 && this.leanMasks(ACC_READ, lm) ? 1 : 0;
+    this.rNeedT = lm[0];
+    this.rBadTH = lm[1];
+    this.rNeedL = lm[2];
+    this.rLeafBits = lm[3];
+    this.rLDH = lm[4];
   }
 
   /** translate when the 4 KiB lean path is not for this engine: another granule, nested, or not lean (see lean). */
@@ -737,33 +809,110 @@ export class PageTableEngine {
   }
 
   /**
-   * translateNested's common case for 4 KiB-granule formats (nest4k), input pages below 2^31 and
-   * the access whose lean masks are loaded (accNow): the levels by integer shifts, each entry read
-   * through its table's stage-2 translation, and leanEnd's checks of the path (permissions,
-   * hardware updates due) before stage 2 translates the output. A table entry that is not present
-   * faults here, as in translateNested (nothing follows it); anything else unusual is redone by
-   * translateGeneric.
+   * translateNested's common case for 4 KiB-granule formats (nest4k) over a stage 2 that lean4k
+   * walks (rd), input pages below 2^31 and the access whose lean masks are loaded (accNow): the
+   * levels by integer shifts, each stage-1 entry read through its table's stage-2 walk, and
+   * leanEnd's checks of both stages' paths (permissions, hardware updates due) before stage 2
+   * translates the output.
+   *
+   * The walk runs in WebAssembly (wasm-walk.wat: the same steps and masks) when stage 2's arena has
+   * a walker and the stage-1 table pages are in the arena: a guest's table page is moved there
+   * (PhysMem.toArena) the first time the walker finds one outside, and that walk runs here in
+   * JavaScript, with stage 2's lean walk written out for the table reads (their masks checked per
+   * read, the output translated by stage 2's own translate). A stage-1 table entry that is not
+   * present faults here, as in translateNested (nothing follows it); anything else unusual is
+   * redone by translateGeneric.
    */
   private nested4k(v: number, access: number, s2: PageTableEngine): number {
+    if (s2.rd === 0) return this.translateNested(v, access);
     let sh = this.shift0;
     const top = v >>> sh;
     if (top >= this.topEntries) return this.setFault(FAULT_ADDRESS_SIZE, -1);
+    const aw = s2.aw !== null || s2.awTried ? s2.aw : s2.findWalker();
+    if (aw !== null) {
+      if (aw.owner !== this || aw.ownerAcc !== access || aw.ownerGen !== this.gen || aw.ownerGen2 !== s2.gen) this.fillRecord(aw, access, s2);
+      if (aw.ok) {
+        const out = aw.nested(v, aw.recByte);
+        if (out >= 0) {
+          aw.served++;
+          return this.wasmDone(aw.rec, out);
+        }
+        if (out === -1) return this.translateGeneric(v, access, null, true);
+        // -2: a stage-1 table page outside the arena; move it in for next time, walk here now.
+        (s2.mem as HwMemory).phys.toArena(aw.rec[R_HP]);
+      }
+    }
     const valid = this.validLo;
     const tm = this.typeMask;
     const bt = this.blockType;
+    // Stage 2's lean walk (lean4k's, with its read masks), written out here for the table reads.
+    const slot = s2.arena.slot;
+    const words = s2.arena.words;
+    const tm2 = s2.typeMask;
+    const bt2 = s2.blockType;
+    const sh2 = s2.shift0;
     let gpn = this.root + (top >>> 9);
     let w = (top & 511) << 1;
     let l = 0;
     let andLo = -1;
     let orHi = 0;
+    // The AND / OR of stage 2's table entries over all the table reads, and its leaves' bad bits.
+    let and2 = -1;
+    let or2 = 0;
+    let bad2 = 0;
     let lo: number;
     let hi: number;
     for (;;) {
-      const hp = s2.translate(gpn, 1); // ACC_READ
-      const f = hp < 0 ? undefined : s2.frameOf(hp);
-      if (f === undefined) return this.translateGeneric(v, access, null, true);
-      lo = f[w] | 0;
-      hi = f[w | 1] | 0;
+      const g = gpn | 0;
+      if (g !== gpn || g < 0 || g >>> sh2 >= s2.topEntries) return this.translateGeneric(v, access, null, true);
+      let s = sh2;
+      let w2 = s2.rootWord + ((g >>> s) << 1);
+      let lo2 = words[w2];
+      let hi2 = words[w2 | 1];
+      walk: {
+        if (s === 27) {
+          if ((lo2 & tm2) === bt2) break walk;
+          and2 = lo2 & and2;
+          or2 = hi2 | or2;
+          w2 = (slot[(lo2 >>> 12) | (hi2 << 20)] + ((g >>> 17) & 1022)) | 0;
+          lo2 = words[w2];
+          hi2 = words[w2 | 1];
+          s = 18;
+        }
+        if (s === 18) {
+          if ((lo2 & tm2) === bt2) break walk;
+          and2 = lo2 & and2;
+          or2 = hi2 | or2;
+          w2 = (slot[(lo2 >>> 12) | (hi2 << 20)] + ((g >>> 8) & 1022)) | 0;
+          lo2 = words[w2];
+          hi2 = words[w2 | 1];
+          s = 9;
+        }
+        if (s === 9) {
+          if ((lo2 & tm2) === bt2) break walk;
+          and2 = lo2 & and2;
+          or2 = hi2 | or2;
+          w2 = (slot[(lo2 >>> 12) | (hi2 << 20)] + ((g << 1) & 1022)) | 0;
+          lo2 = words[w2];
+          hi2 = words[w2 | 1];
+          s = 0;
+        }
+      }
+      if (s === 0 ? (lo2 & s2.pageTypeMask) !== s2.pageType : ((s2.leafShifts >>> s) & 1) === 0) bad2 = -1;
+      bad2 |= ((lo2 ^ s2.rNeedL) & s2.rLeafBits) | (~and2 & s2.rNeedT) | (or2 & s2.rBadTH) | (hi2 & s2.rLDH);
+      if (bad2 !== 0) return this.translateGeneric(v, access, null, true);
+      const off2 = (1 << s) - 1;
+      const hp = (((lo2 >>> 12) & ~off2) | (g & off2)) + (hi2 & s2.addrHi) * TWO20;
+      const ws = hp < slot.length ? slot[hp] : 0;
+      if (ws !== 0) {
+        lo = words[ws + w] | 0;
+        hi = words[(ws + w) | 1] | 0;
+      } else {
+        const f = s2.frameOf(hp);
+        if (f === undefined) return this.translateGeneric(v, access, null, true);
+        lo = f[w] | 0;
+        hi = f[w | 1] | 0;
+      }
       if ((lo & valid) === 0) return this.setFault(FAULT_TRANSLATION, l);
       if (sh === 0 || (lo & tm) === bt) break;
       andLo &= lo;
@@ -787,6 +936,73 @@ export class PageTableEngine {
     this.pL0 = lo;
     this.pL1 = hi;
     this.keepStage2(s2);
+    return out;
+  }
+
+  /** As a second stage: look up its arena's WebAssembly walker, once. */
+  private findWalker(): ArenaWalker | null {
+    this.awTried = true;
+    this.aw = this.rootWord !== 0 ? this.arena.wasm(makeArenaWalker) : null;
+    return this.aw;
+  }
+
+  /**
+   * Write the arena walker's record for nested4k's walks of this (stage-1) engine over s2 for
+   * access; ok false when the walker cannot serve them (nested4k walks in JS).
+   */
+  private fillRecord(aw: ArenaWalker, access: number, s2: PageTableEngine): void {
+    aw.owner = this;
+    aw.ownerAcc = access;
+    aw.ownerGen = this.gen;
+    aw.ownerGen2 = s2.gen;
+    aw.ok = false;
+    const r = aw.rec;
+    const lm = this.lm;
+    if (!this.nest4k || !(this.root < 2 ** 31) || s2.rd === 0 || !this.leanMasks(access, lm)) return;
+    r[R_ROOT1] = this.root;
+    r[R_SH1] = this.shift0;
+    r[R_VALID1] = this.validLo;
+    r[R_TM1] = this.typeMask;
+    r[R_BT1] = this.blockType;
+    r[R_PTM1] = this.pageTypeMask;
+    r[R_PT1] = this.pageType;
+    r[R_LEAFSH1] = this.leafShifts;
+    r[R_ADDR1] = this.addrLo;
+    r[R_ADDR1 + 1] = this.addrHi;
+    entryMasks(r, R_MASKS1, lm[0], lm[1], lm[2], lm[3], lm[4]);
+    r[R_OUT1] = 0xfffff000 | 0;
+    r[R_OUT1 + 1] = this.addrHi;
+    if (!s2.leanMasks(access, lm)) return;
+    entryMasks(r, R_ACC2, lm[0], lm[1], lm[2], lm[3], lm[4]);
+    entryMasks(r, R_READ2, s2.rNeedT, s2.rBadTH, s2.rNeedL, s2.rLeafBits, s2.rLDH);
+    r[R_ROOT2] = s2.rootWord * 4;
+    r[R_NSLOTS] = s2.arena.slot.length;
+    r[R_SH2] = s2.shift0;
+    r[R_TOP2] = s2.topEntries;
+    r[R_TM2] = s2.typeMask;
+    r[R_BT2] = s2.blockType;
+    r[R_PTM2] = s2.pageTypeMask;
+    r[R_PT2] = s2.pageType;
+    r[R_LEAFSH2] = s2.leafShifts;
+    r[R_OUT2] = 0xfffff000 | 0;
+    r[R_OUT2 + 1] = s2.addrHi;
+    aw.ok = true;
+  }
+
+  /** The fields a successful nested4k sets, from the arena walker's results (r: its record). */
+  private wasmDone(r: Int32Array, out: number): number {
+    this.fault = 0; // FAULT_NONE
+    this.leafShift = r[48];
+    this.pT0 = ~r[49];
+    this.pT1 = r[50];
+    this.pL0 = r[51];
+    this.pL1 = r[52];
+    this.s2Found = 1;
+    this.s2Shift = r[53];
+    this.s2T0 = ~r[54];
+    this.s2T1 = r[55];
+    this.s2L0 = r[56];
+    this.s2L1 = r[57];
     return out;
   }
 
