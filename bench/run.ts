@@ -5,8 +5,8 @@
  */
 import { performance } from "node:perf_hooks";
 import * as S from "../src/index.js";
-import { benchWalk4Level, benchWalkNested } from "../src/hw/index.js";
-import { walk4LevelShape } from "../src/hw/bench.js";
+import { benchWalkNested } from "../src/hw/index.js";
+import { walk4LevelRounds, walk4LevelShape } from "../src/hw/bench.js";
 import { benchTranslateHit } from "../src/hw/vtd/unit.js";
 import { benchSmmuTlbHit } from "../src/hw/smmuv3/unit-bench.js";
 import { mapUnmapVtd } from "./vtd.js";
@@ -209,51 +209,93 @@ async function shimFigures(): Promise<{ ioctl_roundtrip_us: number | null; ioctl
   }
 }
 
+/** Round pairs walkFigures times (a model round and a C round each, 512 Ki walks a round). */
+const WALK_PAIRS = 15;
+
 /**
- * walk_4level_ns (src/hw/bench.ts benchWalk4Level) and walk_c_ns: bench/c/walk.c, the same IOTLB-miss
- * walk written in C (cc -O2), ns per walk. This VM's speed drifts by 2x over seconds, so the two are
- * measured in three adjacent pairs (the model's walk, then the C program right after it):
- * walk_4level_ns and walk_c_ns are the medians of their three figures, walk_c_ratio the median of
- * the three pairs' ratios. The C program must report the model's checksum and table count (the
- * same samples over the same table), else the C figures are null; null too without cc.
+ * walk_4level_ns (src/hw/bench.ts benchWalk4Level's walk) and walk_c_ns: bench/c/walk.c, the same
+ * IOTLB-miss walk written in C (cc -O2), ns per walk. This VM's speed drifts by 2x within seconds,
+ * so the two alternate round by round (the C program serves one round per request, `--serve`):
+ * walk_4level_ns and walk_c_ns are the medians of their WALK_PAIRS rounds, walk_c_ratio the median
+ * of the pairs' ratios (a model round and the C round next to it, in turn first). The C program
+ * must report the model's checksum and table count (the same samples over the same table), else
+ * the C figures are null (and walk_4level_ns the median of the model's rounds alone); null too
+ * without cc.
  */
 async function walkFigures(): Promise<{ walk_4level_ns: number; walk_c_ns: number | null; walk_c_ratio: number | null }> {
-  const { execFileSync } = await import("node:child_process");
+  const { execFileSync, spawn } = await import("node:child_process");
   const fs = await import("node:fs");
   const os = await import("node:os");
   const path = await import("node:path");
+  const readline = await import("node:readline");
   const { packageRoot } = await import("../src/cli/native.js");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "softiommu-walk-"));
   const models: number[] = [];
   const cs: number[] = [];
-  let cOk = true;
+  const round = walk4LevelRounds(() => performance.now());
+  const fail = (why: string): void => {
+    process.stderr.write(`bench: walk_c figures failed: ${why}\n`);
+  };
   try {
     const bin = path.join(dir, "walk");
     try {
       execFileSync("cc", ["-O2", "-o", bin, path.join(packageRoot, "bench", "c", "walk.c")], { stdio: ["ignore", "ignore", "pipe"] });
     } catch (e) {
-      process.stderr.write(`bench: walk_c figures failed: ${(e as Error).message}\n`);
+      fail((e as Error).message);
+      for (let k = 0; k < WALK_PAIRS; k++) models.push(round());
+      return { walk_4level_ns: +median(models).toFixed(2), walk_c_ns: null, walk_c_ratio: null };
+    }
+    const child = spawn(bin, ["--serve"], { stdio: ["pipe", "pipe", "inherit"] });
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const line = async (): Promise<string> => {
+      const r = await lines.next();
+      if (r.done === true) throw new Error("bench/c/walk.c --serve ended early");
+      return r.value as string;
+    };
+    const cRound = async (): Promise<number> => {
+      child.stdin.write("round\n");
+      return Number(await line());
+    };
+    let cOk = true;
+    try {
+      const want = walk4LevelShape();
+      const ready = await line();
+      const m = /^ready checksum (\d+) tables (\d+)$/.exec(ready);
+      if (m === null || Number(m[1]) !== want.checksum || Number(m[2]) !== want.tables) {
+        fail(`bench/c/walk.c does not walk the model's table (${ready}; want checksum ${want.checksum} tables ${want.tables})`);
+        cOk = false;
+      }
+      for (let k = 0; k < WALK_PAIRS; k++) {
+        if (!cOk) {
+          models.push(round());
+        } else if (k % 2 === 0) {
+          models.push(round());
+          cs.push(await cRound());
+        } else {
+          cs.push(await cRound());
+          models.push(round());
+        }
+      }
+    } catch (e) {
+      fail((e as Error).message);
+      cOk = false;
+    } finally {
+      child.stdin.end();
+    }
+    const code = await exited;
+    if (cOk && code !== 0) {
+      fail(`bench/c/walk.c exited with ${code}`);
       cOk = false;
     }
-    const want = walk4LevelShape();
-    for (let k = 0; k < 3; k++) {
-      models.push(benchWalk4Level(() => performance.now()));
-      if (!cOk) continue;
-      const m = /ns_per_walk ([\d.]+) checksum (\d+) tables (\d+)/.exec(execFileSync(bin).toString());
-      if (m === null || Number(m[2]) !== want.checksum || Number(m[3]) !== want.tables) {
-        process.stderr.write(`bench: bench/c/walk.c does not walk the model's table (${m?.[0]}; want checksum ${want.checksum} tables ${want.tables})\n`);
-        cOk = false;
-        continue;
-      }
-      cs.push(Number(m[1]));
-    }
+    while (models.length < WALK_PAIRS) models.push(round());
+    const walk4 = +median(models).toFixed(2);
+    if (!cOk || cs.length !== models.length || !cs.every((x) => x > 0)) return { walk_4level_ns: walk4, walk_c_ns: null, walk_c_ratio: null };
+    const ratios = models.map((w, k) => w / cs[k]);
+    return { walk_4level_ns: walk4, walk_c_ns: +median(cs).toFixed(2), walk_c_ratio: +median(ratios).toFixed(3) };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const walk4 = median(models);
-  if (!cOk) return { walk_4level_ns: +walk4.toFixed(2), walk_c_ns: null, walk_c_ratio: null };
-  const ratios = models.map((w, k) => w / cs[k]);
-  return { walk_4level_ns: +walk4.toFixed(2), walk_c_ns: +median(cs).toFixed(2), walk_c_ratio: +median(ratios).toFixed(3) };
 }
 
 async function main(): Promise<void> {

@@ -4,6 +4,10 @@
  *   ns_per_walk X checksum Y tables Z
  * where checksum is the sum of the output page numbers of one pass over the samples and tables
  * the number of page-table frames (bench/run.ts checks both against the model's).
+ * `walk --serve` (what bench/run.ts uses) builds the table, warms up, prints
+ *   ready checksum Y tables Z
+ * then times one round for each line it reads on stdin and prints its ns per walk, so that the
+ * model's rounds and the C rounds can alternate.
  *
  * The same miss walk over the same table:
  *  - Format: VT-d second-stage paging, 4 levels (AW 48), 64-bit entries: R bit 0, W bit 1, X bit 2,
@@ -16,7 +20,7 @@
  *    0x1000, the data run after it, then each table as the first map that needs it).
  *  - Accesses: the model's xorshift32 (seed 0x5eed) picks the chunks, then 65536 samples (chunk,
  *    page); each round translates all samples 8 times for a read, 2 warm-up rounds, then the
- *    median of 9 rounds.
+ *    median of 9 rounds (or, with --serve, a round per request).
  *  - Memory: page-table pages live in one block of 4 KiB slots (the model's FrameArena: one
  *    shared memory for every table frame), slot 0 a frame of zeros that is never a table, the
  *    others handed out in allocation order; a frame's slot comes from a flat array of 32-bit
@@ -182,8 +186,9 @@ static double round_ns(const uint64_t *samples, int64_t *sink)
 	return t / (8.0 * SAMPLES);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	int serve = argc > 1 && strcmp(argv[1], "--serve") == 0;
 	root = alloc_table();
 	uint32_t data = alloc_run(CHUNK + 1) + 1;
 	/* Chunks: floor(r() * 2^22) with r() = x / 2^32 is x >> 10. */
@@ -224,6 +229,23 @@ int main(void)
 	double per[9];
 	for (int r = 0; r < 2; r++)
 		round_ns(samples, &sink);
+	if (serve) {
+		/* One round per line read from stdin, its ns per walk on a line of its own. */
+		char line[64];
+		printf("ready checksum %lld tables %u\n", (long long)checksum, table_frames);
+		fflush(stdout);
+		long rounds = 0;
+		while (fgets(line, sizeof line, stdin)) {
+			printf("%.3f\n", round_ns(samples, &sink));
+			fflush(stdout);
+			rounds++;
+		}
+		if (sink != checksum * 8 * (2 + rounds)) {
+			fprintf(stderr, "walk: rounds disagree with the first pass\n");
+			return 1;
+		}
+		return 0;
+	}
 	for (int r = 0; r < 9; r++)
 		per[r] = round_ns(samples, &sink);
 	qsort(per, 9, sizeof(double), cmp);

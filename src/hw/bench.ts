@@ -4,7 +4,8 @@
  *
  *   walk_4level_ns: benchWalk4Level(now)   random 4 KiB translations, each a full 4-level walk
  *   walk_nested_ns: benchWalkNested(now)   the same through a 4-level stage 1 over a 4-level stage 2
- *   walk_c_ns:      bench/c/walk.c         benchWalk4Level's walk in C (walk4LevelShape: what it must match)
+ *   walk_c_ns:      bench/c/walk.c         benchWalk4Level's walk in C (walk4LevelShape: what it must match;
+ *                                          walk4LevelRounds: the model's rounds to alternate with its)
  *
  * In bench/run.ts:  import { benchWalk4Level } from "../src/hw/index.js";
  *                   walk_4level_ns: benchWalk4Level(() => performance.now())
@@ -103,6 +104,25 @@ export function benchWalk4Level(now: Clock, rounds = 9): number {
   for (let i = 0; i < SAMPLES; i++) if (eng.translate(samples[i], ACC_READ) < 0) throw new Error("bench: unmapped sample");
   timeLoop(eng, samples, now, 2); // warm up
   return timeLoop(eng, samples, now, rounds);
+}
+
+/**
+ * benchWalk4Level's walk one round at a time, for bench/run.ts to alternate with bench/c/walk.c's
+ * rounds (this VM's speed drifts within seconds: figures taken apart measure the drift). Builds
+ * and warms the table; each call of the result times one round of 512 Ki walks, ns per walk.
+ */
+export function walk4LevelRounds(now: Clock): () => number {
+  const { eng, samples } = setup4Level();
+  for (let i = 0; i < SAMPLES; i++) if (eng.translate(samples[i], ACC_READ) < 0) throw new Error("bench: unmapped sample");
+  timeLoop(eng, samples, now, 2); // warm up
+  let sink = 0;
+  return () => {
+    const t0 = now();
+    sink ^= pass(eng, samples, ACC_READ);
+    const ns = ((now() - t0) * 1e6) / (8 * SAMPLES);
+    if (sink === 0.5) throw new Error("unreachable");
+    return ns;
+  };
 }
 
 /**
