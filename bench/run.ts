@@ -215,9 +215,10 @@ const WALK_PAIRS = 15;
 /**
  * walk_4level_ns (src/hw/bench.ts benchWalk4Level's walk) and walk_c_ns: bench/c/walk.c, the same
  * IOTLB-miss walk written in C (cc -O2), ns per walk. This VM's speed drifts by 2x within seconds,
- * so the two alternate round by round (the C program serves one round per request, `--serve`):
- * walk_4level_ns and walk_c_ns are the medians of their WALK_PAIRS rounds, walk_c_ratio the median
- * of the pairs' ratios (a model round and the C round next to it, in turn first). The C program
+ * so the two alternate (the C program serves one round per request, `--serve`): WALK_PAIRS times a
+ * model round and a C round next to it (in turn first), each right after an unmeasured round of
+ * its own; walk_4level_ns and walk_c_ns are the medians of their rounds, walk_c_ratio the median of
+ * the pairs' ratios. Garbage is collected first (concurrent marking would run beside the rounds). The C program
  * must report the model's checksum and table count (the same samples over the same table), else
  * the C figures are null (and walk_4level_ns the median of the model's rounds alone); null too
  * without cc.
@@ -257,6 +258,16 @@ async function walkFigures(): Promise<{ walk_4level_ns: number; walk_c_ns: numbe
       child.stdin.write("round\n");
       return Number(await line());
     };
+    // Each side's measured round follows one of its own: a round right after the other program's
+    // starts with caches and TLB full of the other's tables (measured here: a third slower).
+    const modelPair = (): number => {
+      round();
+      return round();
+    };
+    const cPair = async (): Promise<number> => {
+      await cRound();
+      return cRound();
+    };
     let cOk = true;
     try {
       const want = walk4LevelShape();
@@ -270,11 +281,11 @@ async function walkFigures(): Promise<{ walk_4level_ns: number; walk_c_ns: numbe
         if (!cOk) {
           models.push(round());
         } else if (k % 2 === 0) {
-          models.push(round());
-          cs.push(await cRound());
+          models.push(modelPair());
+          cs.push(await cPair());
         } else {
-          cs.push(await cRound());
-          models.push(round());
+          cs.push(await cPair());
+          models.push(modelPair());
         }
       }
     } catch (e) {
@@ -289,6 +300,7 @@ async function walkFigures(): Promise<{ walk_4level_ns: number; walk_c_ns: numbe
       cOk = false;
     }
     while (models.length < WALK_PAIRS) models.push(round());
+    if (process.env.SOFTIOMMU_BENCH_TRACE) process.stderr.write(`walk rounds: model ${models.map((x) => x.toFixed(1)).join(" ")}; C ${cs.map((x) => x.toFixed(1)).join(" ")}\n`);
     const walk4 = +median(models).toFixed(2);
     if (!cOk || cs.length !== models.length || !cs.every((x) => x > 0)) return { walk_4level_ns: walk4, walk_c_ns: null, walk_c_ratio: null };
     const ratios = models.map((w, k) => w / cs[k]);
@@ -307,6 +319,7 @@ async function main(): Promise<void> {
   const bppCold = mapBytesPerPage(false);
   // (not first: at the start of the process V8's background compiler threads still compete for
   // this 2-CPU VM's CPUs; the walk measured 40-85 ns there and 35-48 ns here)
+  gc();
   const walk = await walkFigures();
   const sva = guestVtd.guestSvaDmaFigures(() => performance.now(), 512);
   const svaRing = guestVtd.guestSvaDmaFigures(() => performance.now(), 64);

@@ -1559,6 +1559,7 @@ export class PageTableEngine {
     this.rootWord = 0; // the root's slot goes with it
     this.leanNow = 0;
     this.acc4k = -1;
+    this.loadReadMasks(); // no longer a second stage nested4k walks (rd 0; records made for it are stale)
     const mem = this.mem;
     let l = 0;
     this.pathTbl[0] = this.root;
