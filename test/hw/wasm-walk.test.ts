@@ -168,3 +168,22 @@ test("a stage-1 table page outside the arena moves in on a walk; later writes to
   const entry = mem.phys.read(leafTable * 4096 + 3 * 8, 8);
   assert.deepEqual(entry, new Uint8Array(mem.phys.arena.words.buffer.slice(w * 4, w * 4 + 8)), "read() and the arena agree");
 });
+
+test("a destroyed second stage is not walked through the record made for it, even when its root's slot holds another table", () => {
+  const { mem, host, s1, s2 } = nestedPair(false, { a: false, d: false });
+  // Another stage 2 over the same guest RAM: the same pages for the guest's tables (the low half),
+  // but guest page GB + 0x203 at host + 0x303.
+  const other = new PageTableEngine(mem, vtdSecondStage());
+  other.map(GB, host, 0x200, PT_READ | PT_WRITE | PT_ACCESSED);
+  other.map(GB + 0x200, host + 0x300, 0x100, PT_READ | PT_WRITE | PT_ACCESSED);
+  for (let k = 0; k < 6; k++) assert.equal(s1.translate(0x5003, ACC_READ), host + 0x203);
+  assert.ok((s2.arenaWalker?.served ?? 0) > 0);
+  const words = mem.phys.arena.words;
+  const oldRoot = mem.phys.arena.slot[s2.root];
+  const otherRoot = mem.phys.arena.slot[other.root];
+  s2.destroy();
+  mem.drainPool(); // its table frames' slots go back to the arena
+  words.copyWithin(oldRoot, otherRoot, otherRoot + 1024); // as if a new root took the slot
+  for (let k = 0; k < 3; k++) same(s1, 0x5003, ACC_READ);
+  assert.notEqual(s1.translate(0x5003, ACC_READ), host + 0x303, "not through the other tables");
+});
