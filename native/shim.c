@@ -10,7 +10,8 @@
  * write on such an fd) goes whole over the process's *channel* (one more socket, at a high fd
  * number, O_CLOEXEC); while the server works on it, it reads and writes the caller's memory with
  * READ_MEM / WRITE_MEM (served here with process_vm_readv/writev on ourselves: EFAULT, never a
- * crash, never more than the server asked), asks for /proc/self/smaps lines (MAPS) and has new fds
+ * crash, never more than the server asked; an ioctl's final copy-back may come with its answer
+ * instead, RESULT_WRITE), asks for /proc/self/smaps lines (MAPS) and has new fds
  * made (INSTALL_FD: fault queues, selftest accesses get their own socket, at the lowest free
  * number as get_unused_fd_flags would give). The program's own mmap/munmap/mremap/madvise and fork
  * are reported so the server's mirror of our address space keeps the pages' identity.
@@ -51,7 +52,7 @@
 
 /* ---------------------------------------------------------------- protocol (protocol.ts) */
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 #define MEM_CHUNK (1u << 20)
 #define MAX_PAYLOAD (MEM_CHUNK + 64)
 #define PREFETCH_MAX 4096
@@ -62,7 +63,7 @@ enum {
 	K_OPEN = 16, K_ATTACH = 17, K_IDENTIFY = 18,
 	K_READ_MEM = 32, K_WRITE_MEM = 33, K_MAPS = 34, K_INSTALL_FD = 35, K_CLOSE_FD = 36,
 	K_MEM_DATA = 48, K_MEM_ACK = 49, K_MAPS_DATA = 50, K_FD_INSTALLED = 51, K_CLOSE_ACK = 52,
-	K_RESULT = 64, K_READY = 65,
+	K_RESULT = 64, K_READY = 65, K_RESULT_WRITE = 66,
 };
 enum { R_IMAGE_START = 0, R_FORK_CHILD = 1, R_RECONNECT = 2 };
 enum { HELLO_BELL = 1 /* HELLO.flags: we have mapped the bell file and will ring a slot */ };
@@ -492,6 +493,17 @@ static int64_t request(int fd, uint32_t kind, const void *payload, uint32_t len,
 			memcpy(&ret, xbuf, 8);
 			if (extra && extra_max)
 				memcpy(extra, xbuf + 8, n - 8 < extra_max ? n - 8 : extra_max);
+			return ret;
+		}
+		case K_RESULT_WRITE: {
+			/* {i64 ret, u64 addr, bytes}: the call's last store (an ioctl's copy-back), then ret,
+			 * or -EFAULT when the store faults, as the kernel's copy_to_user would. */
+			if (n < 16 || take(fd, xbuf, n) < 0)
+				goto broken;
+			int64_t ret;
+			memcpy(&ret, xbuf, 8);
+			if (n > 16 && mem_write(get64(xbuf + 8), xbuf + 16, n - 16) < 0)
+				ret = -EFAULT;
 			return ret;
 		}
 		case K_READ_MEM: {

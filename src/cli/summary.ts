@@ -29,7 +29,7 @@ export function formatSummary(s: ServerStats, head: string): string {
     `  ioctls ${s.ioctls}: ${counts(s.ioctlsByName, 8)}`,
     `  errnos returned: ${counts(s.errnos)}`,
     `  bytes mapped ${bytes(s.bytesMapped)}; pinned now ${bytes(s.pinnedBytes)}, at most ${bytes(s.pinnedPeakBytes)}`,
-    `  caller memory: ${s.memReads} reads (${bytes(s.memReadBytes)}), ${s.memWrites} writes (${bytes(s.memWriteBytes)}), ${s.mapsQueries} maps lookups`,
+    `  caller memory: ${s.memReads} reads (${bytes(s.memReadBytes)}), ${s.memWrites} writes (${bytes(s.memWriteBytes)}), ${s.memWritesDeferred} copy-backs with the result, ${s.mapsQueries} maps lookups`,
   ];
   if (s.clientsDropped || s.protocolErrors || s.internalErrors || s.abortedRequests)
     lines.push(`  trouble: ${s.clientsDropped} clients dropped, ${s.protocolErrors} protocol errors, ${s.abortedRequests} requests aborted, ${s.internalErrors} internal errors`);

@@ -162,11 +162,11 @@ export class IommufdCtx {
     }
   }
 
-  writeUser(ptr: bigint, data: Uint8Array): void {
+  writeUser(ptr: bigint, data: Uint8Array, last = false): void {
     if (data.length === 0) return;
     if (ptr <= 0n || ptr + BigInt(data.length) > BigInt(Number.MAX_SAFE_INTEGER)) fail("EFAULT", "bad user pointer");
     try {
-      this.caller.write(Number(ptr), data);
+      this.caller.write(Number(ptr), data, last);
     } catch (e) {
       if (e instanceof IommuError) fail("EFAULT", "bad user pointer");
       throw e;

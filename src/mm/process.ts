@@ -23,7 +23,12 @@ export interface ProcessAttachment {
  */
 export interface UserMemory {
   read(addr: number, length: number): Uint8Array;
-  write(addr: number, data: Uint8Array): void;
+  /**
+   * last: the call's final copy-back, after which the call touches nothing (the kernel's
+   * copy_to_user of an ioctl struct whose failure only turns the result into EFAULT): the memory
+   * may carry it out with the call's result instead, and give EFAULT then.
+   */
+  write(addr: number, data: Uint8Array, last?: boolean): void;
 }
 
 export class Process {
@@ -110,11 +115,14 @@ export class Process {
     return this.mm.readVirt(addr, length);
   }
 
-  /** A CPU store: write fault (COW break); EFAULT if unmapped or not writable. */
-  write(addr: number, data: Uint8Array): void {
+  /**
+   * A CPU store: write fault (COW break); EFAULT if unmapped or not writable. `last`: see
+   * UserMemory.write.
+   */
+  write(addr: number, data: Uint8Array, last = false): void {
     this.checkAlive();
     if (!Number.isSafeInteger(addr) || addr < 0) fail("EFAULT", `bad address ${addr}`);
-    if (this.memory) return this.memory.write(addr, data);
+    if (this.memory) return this.memory.write(addr, data, last);
     this.mm.writeVirt(addr, data);
   }
 }

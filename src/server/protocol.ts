@@ -13,7 +13,7 @@
  *    The server writes READY frames into it so that poll/select/epoll on the fd see POLLIN.
  */
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const HEADER = 8;
 /** Largest memory transfer in one frame; larger reads and writes are split. */
 export const MEM_CHUNK = 1 << 20;
@@ -53,6 +53,13 @@ export const enum Kind {
   // server -> shim
   RESULT = 64,
   READY = 65,
+  /**
+   * A RESULT that carries the call's last store into the caller's memory: {i64 ret, u64 addr,
+   * bytes}. The shim makes the store, then returns ret, or -EFAULT when the store faults (the
+   * kernel's copy_to_user of an ioctl struct after the work: see UserMemory.write's `last`). It
+   * saves the WRITE_MEM exchange, which came when the shim had stopped polling for the answer.
+   */
+  RESULT_WRITE = 66,
 }
 
 /** HELLO.reason */
@@ -168,6 +175,19 @@ export function resultFrame(ret: number | bigint, extra?: Uint8Array): Buffer {
   p.writeBigInt64LE(BigInt(ret), 0);
   if (extra) p.set(extra, 8);
   return frame(Kind.RESULT, p);
+}
+
+/** A RESULT_WRITE frame: ret, and the store the shim makes before returning it. */
+export function resultWriteFrame(ret: number, addr: number, data: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(HEADER + 16 + data.length);
+  b.writeUInt32LE(16 + data.length, 0);
+  b.writeUInt32LE(Kind.RESULT_WRITE, 4);
+  b.writeUInt32LE(ret >>> 0, 8);
+  b.writeInt32LE(Math.floor(ret / 0x100000000), 12);
+  b.writeUInt32LE(addr >>> 0, 16);
+  b.writeUInt32LE(Math.floor(addr / 0x100000000), 20);
+  b.set(data, 24);
+  return b;
 }
 
 /** Little-endian field writer for small payloads. */

@@ -35,6 +35,7 @@ import {
   ProtocolError,
   RangeWhat,
   resultFrame,
+  resultWriteFrame,
   Writer,
   type Frame,
 } from "./protocol.js";
@@ -97,6 +98,12 @@ interface Current {
   cacheAddr: number;
   cache: Uint8Array;
   cacheWritten: boolean;
+  /**
+   * The request may hand its last store to the shim with its RESULT (RESULT_WRITE), and the store
+   * it handed over (UserMemory.write's `last`).
+   */
+  canDefer: boolean;
+  deferred: { addr: number; data: Uint8Array } | null;
   gone: boolean;
   /** The caller's whole layout was learned during this request. */
   learnedAll: boolean;
@@ -105,6 +112,8 @@ interface Current {
 const POLLIN = 1;
 const U64_MAX = (1n << 64n) - 1n;
 const MAX_RW_COUNT = 0x7ffff000;
+/** The largest last store a RESULT_WRITE carries (ioctl structs are a few hundred bytes at most). */
+const DEFER_MAX = 4096;
 
 const mapCount = (m: Map<string, number>, k: string, n = 1): void => {
   m.set(k, (m.get(k) ?? 0) + n);
@@ -138,6 +147,8 @@ export interface ServerStats {
   memReads: number;
   memReadBytes: number;
   memWrites: number;
+  /** Last stores of ioctls handed to the shim with their RESULT (RESULT_WRITE; not in memWrites). */
+  memWritesDeferred: number;
   memWriteBytes: number;
   mapsQueries: number;
   filesLive: number;
@@ -197,6 +208,7 @@ export class SoftiommuServer {
     memReads: 0,
     memReadBytes: 0,
     memWrites: 0,
+    memWritesDeferred: 0,
     memWriteBytes: 0,
     mapsQueries: 0,
   };
@@ -662,6 +674,8 @@ export class SoftiommuServer {
       cacheAddr: addr <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(addr) : -1,
       cache: new Uint8Array(cache), // a copy (Buffer.prototype.slice would be a view)
       cacheWritten: false,
+      canDefer: false,
+      deferred: null,
       gone: false,
       learnedAll: false,
     };
@@ -690,6 +704,7 @@ export class SoftiommuServer {
     else {
       const ctx = s.ctx;
       cur = this.begin(m, c, ctx, arg, prefetch);
+      cur.canDefer = true;
       // ctx.as(m.proc, ...) and asTask(thread, ...) by hand: one catch here instead of a
       // try/finally per layer for the error of every failing ioctl to pass through
       const prevCaller = ctx.caller;
@@ -724,7 +739,8 @@ export class SoftiommuServer {
       this.st.abortedRequests++;
       throw new ClientGone("client gone during the request");
     }
-    c.send(resultFrame(ret));
+    const dw = cur?.deferred;
+    c.send(dw ? resultWriteFrame(ret, dw.addr, dw.data) : resultFrame(ret));
   }
 
   /**
@@ -956,7 +972,7 @@ export class SoftiommuServer {
   private setupMirror(m: Mirror): void {
     m.proc.memory = {
       read: (addr, len) => this.userRead(m, addr, len),
-      write: (addr, data) => this.userWrite(m, addr, data),
+      write: (addr, data, last) => this.userWrite(m, addr, data, last === true),
     };
     m.proc.mm.onMissing = (vpn, n) => this.learnMaps(m, vpn, n);
     fdTableOf(m.proc).numbering = {
@@ -1011,14 +1027,18 @@ export class SoftiommuServer {
     return out;
   }
 
-  userWrite(m: Mirror, addr: number, data: Uint8Array): void {
+  userWrite(m: Mirror, addr: number, data: Uint8Array, last = false): void {
     if (data.length === 0) return;
     const cur = this.callerIs(m);
     if (!cur) {
       this.procMemIo(m, addr, data.length, data);
       return;
     }
-    for (let off = 0; off < data.length; off += MEM_CHUNK) {
+    if (last && cur.canDefer && cur.deferred === null && data.length <= DEFER_MAX) {
+      // the shim makes this store when the RESULT comes (Kind.RESULT_WRITE)
+      cur.deferred = { addr, data: new Uint8Array(data) };
+      this.st.memWritesDeferred++;
+    } else for (let off = 0; off < data.length; off += MEM_CHUNK) {
       const n = Math.min(MEM_CHUNK, data.length - off);
       const r = this.ask(cur, frame(Kind.WRITE_MEM, new Writer(8 + n).u64(BigInt(addr + off)).bytes(data.subarray(off, off + n)).buffer), Kind.MEM_ACK);
       if (r.readInt32LE(0) !== 0) fail("EFAULT", `cannot write user memory at 0x${(addr + off).toString(16)}`);
@@ -1234,6 +1254,7 @@ export class SoftiommuServer {
       memReads: st.memReads,
       memReadBytes: st.memReadBytes,
       memWrites: st.memWrites,
+      memWritesDeferred: st.memWritesDeferred,
       memWriteBytes: st.memWriteBytes,
       mapsQueries: st.mapsQueries,
       filesLive: this.files.size,

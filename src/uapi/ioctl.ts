@@ -586,14 +586,17 @@ export function dispatchIoctl(ctx: IommufdCtx, request: number, arg: bigint, opt
 
   const wb = writeBackOf(d, input, out, err);
   if (wb !== null) {
+    // Nothing follows the copy-back, and unless an object must be taken down when it fails, its
+    // failure only turns the result into EFAULT: it is the call's last store (UserMemory.write).
+    const last = !(d.undo && !err && wb !== "val64");
     try {
       if (wb === "val64") {
         // main.c iommufd_option: copy_to_user of val64 alone
         encodeInto(d.struct, { val64: out ? out.val64 : input.val64 }, kbuf);
-        ctx.writeUser(arg + BigInt(VAL64_OFFSET), kbuf.subarray(VAL64_OFFSET, VAL64_OFFSET + 8));
+        ctx.writeUser(arg + BigInt(VAL64_OFFSET), kbuf.subarray(VAL64_OFFSET, VAL64_OFFSET + 8), last);
       } else {
         encodeInto(d.struct, wb, kbuf);
-        ctx.writeUser(arg, kbuf.subarray(0, Math.min(usize, d.struct.size)));
+        ctx.writeUser(arg, kbuf.subarray(0, Math.min(usize, d.struct.size)), last);
       }
     } catch (e) {
       if (!(e instanceof IommuError)) throw e;

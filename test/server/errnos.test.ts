@@ -158,3 +158,21 @@ for (const profile of ["newest", "6.12"] as const) {
     });
   });
 }
+
+test("an ioctl's struct in read-only memory: the work is done and EFAULT returned, an allocation is taken down (the copy-back rides on the result)", { skip: skipReason }, async () => {
+  const prog = compile("ro-copyback");
+  await withServer({}, async ({ server, sock }) => {
+    const r = await run(sock, prog, []);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trimEnd().split("\n"), [
+      "map-ro -1 14", // drivers/iommu/iommufd/ioas.c iommufd_ioas_map: mapped, then respond fails
+      `unmap-all 0 ${1 << 20}`, // the mapping stayed
+      "map-rw 0 iova",
+      "alloc-ro -1 14", // iommufd_ioas_alloc_ioctl: respond fails, the IOAS is destroyed
+      "destroy-next -1 2",
+    ]);
+    const st = await settled(server);
+    assert.ok(st.memWritesDeferred >= 2, `the IOAS_MAP / UNMAP copy-backs went with their results (${st.memWritesDeferred})`);
+    assert.deepEqual(leftovers(st), NOTHING_LEFT);
+  });
+});
