@@ -217,8 +217,9 @@ const WALK_PAIRS = 15;
  * IOTLB-miss walk written in C (cc -O2), ns per walk. This VM's speed drifts by 2x within seconds,
  * so the two alternate (the C program serves one round per request, `--serve`): WALK_PAIRS times a
  * model round and a C round next to it (in turn first), each right after an unmeasured round of
- * its own; walk_4level_ns and walk_c_ns are the medians of their rounds, walk_c_ratio the median of
- * the pairs' ratios. Garbage is collected first (concurrent marking would run beside the rounds). The C program
+ * its own, the C rounds on the CPU the model's last round ran on; walk_4level_ns and walk_c_ns are
+ * the medians of their rounds, walk_c_ratio the median of the pairs' ratios. Garbage is collected
+ * first (concurrent marking would run beside the rounds). The C program
  * must report the model's checksum and table count (the same samples over the same table), else
  * the C figures are null (and walk_4level_ns the median of the model's rounds alone); null too
  * without cc.
@@ -254,8 +255,19 @@ async function walkFigures(): Promise<{ walk_4level_ns: number; walk_c_ns: numbe
       if (r.done === true) throw new Error("bench/c/walk.c --serve ended early");
       return r.value as string;
     };
+    // The C round runs on the CPU this thread ran the model's last round on (field 39 of
+    // /proc/self/stat): both sides then see the same vCPU, whose speed can differ from the other's.
+    const lastCpu = (): number => {
+      try {
+        const stat = fs.readFileSync("/proc/self/stat", "utf8");
+        const cpu = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[36]);
+        return Number.isInteger(cpu) ? cpu : -1;
+      } catch {
+        return -1;
+      }
+    };
     const cRound = async (): Promise<number> => {
-      child.stdin.write("round\n");
+      child.stdin.write(`round ${lastCpu()}\n`);
       return Number(await line());
     };
     // Each side's measured round follows one of its own: a round right after the other program's

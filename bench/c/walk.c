@@ -6,8 +6,8 @@
  * the number of page-table frames (bench/run.ts checks both against the model's).
  * `walk --serve` (what bench/run.ts uses) builds the table, warms up, prints
  *   ready checksum Y tables Z
- * then times one round for each line it reads on stdin and prints its ns per walk, so that the
- * model's rounds and the C rounds can alternate.
+ * then times one round for each line it reads on stdin ("round CPU": on that CPU) and prints its
+ * ns per walk, so that the model's rounds and the C rounds can alternate.
  *
  * The same miss walk over the same table:
  *  - Format: VT-d second-stage paging, 4 levels (AW 48), 64-bit entries: R bit 0, W bit 1, X bit 2,
@@ -34,6 +34,8 @@
  *
  * Compiled by bench/run.ts with `cc -O2`.
  */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,12 +232,21 @@ int main(int argc, char **argv)
 	for (int r = 0; r < 2; r++)
 		round_ns(samples, &sink);
 	if (serve) {
-		/* One round per line read from stdin, its ns per walk on a line of its own. */
+		/* One round per line read from stdin, its ns per walk on a line of its own. "round CPU"
+		 * runs it on that CPU (the one the model's rounds just ran on: this VM's two vCPUs are
+		 * not always equally fast). */
 		char line[64];
 		printf("ready checksum %lld tables %u\n", (long long)checksum, table_frames);
 		fflush(stdout);
 		long rounds = 0;
 		while (fgets(line, sizeof line, stdin)) {
+			int cpu;
+			if (sscanf(line, "round %d", &cpu) == 1 && cpu >= 0 && cpu < CPU_SETSIZE) {
+				cpu_set_t set;
+				CPU_ZERO(&set);
+				CPU_SET(cpu, &set);
+				sched_setaffinity(0, sizeof set, &set); /* best effort */
+			}
 			printf("%.3f\n", round_ns(samples, &sink));
 			fflush(stdout);
 			rounds++;
