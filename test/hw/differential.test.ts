@@ -23,7 +23,7 @@ import {
   vtdSecondStage,
   type PageTableFormat,
 } from "../../src/hw/pagetable/format.js";
-import { PAGE, newEngine, poke } from "./helpers.js";
+import { PAGE, newEngine, poke, same } from "./helpers.js";
 
 // 4-level and 3-level 4 KiB formats with one-frame roots (translate's lean4k, entered at the top
 // level's shift), 5-level, a concatenated stage-2 root and a 16 KiB granule (translateLean).
@@ -39,17 +39,6 @@ const FORMATS: PageTableFormat[] = [
 ];
 
 const word = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0, 1, 3, 0x83, 0x403, 0x401, 0x7c3, 0x80000000));
-
-function same(eng: PageTableEngine, vpn: number, access: number): void {
-  const w = eng.walk(vpn, access);
-  const ppn = eng.translate(vpn, access);
-  assert.equal(ppn, w.ppn, `${eng.format.name} vpn ${vpn} access ${access}`);
-  if (ppn < 0) {
-    assert.deepEqual([eng.fault, eng.faultLevel, eng.faultStage], [w.fault, w.faultLevel, w.faultStage]);
-  } else {
-    assert.deepEqual([eng.perms, eng.leafPages, eng.leafLevel], [w.perms, w.leafPages, w.leafLevel]);
-  }
-}
 
 for (const fmt of FORMATS) {
   test(`${fmt.name}: translate agrees with walk on random descriptors and accesses`, () => {

@@ -3,6 +3,7 @@ import { PhysMem } from "../../src/mm/phys.js";
 import { HwMemory } from "../../src/hw/memory.js";
 import { PageTableEngine, type EngineOptions, type WalkResult, type WalkStep } from "../../src/hw/pagetable/engine.js";
 import type { PageTableFormat } from "../../src/hw/pagetable/format.js";
+import assert from "node:assert/strict";
 
 export function newMem(): HwMemory {
   return new HwMemory(new PhysMem());
@@ -37,3 +38,18 @@ export function poke(mem: HwMemory, s: WalkStep, hi: number, lo: number): void {
 }
 
 export const PAGE = 4096;
+
+/**
+ * translate() gives walk()'s answer for (vpn, access): the same output, and the same fault, level
+ * and stage, or the same permissions, leaf size and leaf level.
+ */
+export function same(eng: PageTableEngine, vpn: number, access: number): void {
+  const w = eng.walk(vpn, access);
+  const ppn = eng.translate(vpn, access);
+  assert.equal(ppn, w.ppn, `${eng.format.name} vpn ${vpn} access ${access}`);
+  if (ppn < 0) {
+    assert.deepEqual([eng.fault, eng.faultLevel, eng.faultStage], [w.fault, w.faultLevel, w.faultStage]);
+  } else {
+    assert.deepEqual([eng.perms, eng.leafPages, eng.leafLevel], [w.perms, w.leafPages, w.leafLevel]);
+  }
+}

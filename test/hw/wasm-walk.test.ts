@@ -23,21 +23,10 @@ import {
   vtdFirstStage,
   vtdSecondStage,
 } from "../../src/hw/pagetable/format.js";
-import { poke } from "./helpers.js";
+import { poke, same } from "./helpers.js";
 
 const GB = 0x100000; // guest RAM at GPA 4 GiB
 const RAM = 0x400;
-
-function same(eng: PageTableEngine, vpn: number, access: number): void {
-  const w = eng.walk(vpn, access);
-  const ppn = eng.translate(vpn, access);
-  assert.equal(ppn, w.ppn, `${eng.format.name} vpn ${vpn} access ${access}`);
-  if (ppn < 0) {
-    assert.deepEqual([eng.fault, eng.faultLevel, eng.faultStage], [w.fault, w.faultLevel, w.faultStage]);
-  } else {
-    assert.deepEqual([eng.perms, eng.leafPages, eng.leafLevel], [w.perms, w.leafPages, w.leafLevel]);
-  }
-}
 
 /** A guest (RAM pages at GB, host frames from host) with a stage-1 table over a stage-2 table. */
 /** small: guest RAM not 2 MiB aligned in host memory, so stage 2 maps it with 4 KiB leaves only. */

@@ -809,26 +809,24 @@ export class PageTableEngine {
   }
 
   /**
-   * translateNested's common case for 4 KiB-granule formats (nest4k) over a stage 2 that lean4k
-   * walks (rd), input pages below 2^31 and the access whose lean masks are loaded (accNow): the
-   * levels by integer shifts, each stage-1 entry read through its table's stage-2 walk, and
-   * leanEnd's checks of both stages' paths (permissions, hardware updates due) before stage 2
-   * translates the output.
+   * translateNested's common case for 4 KiB-granule formats (nest4k), input pages below 2^31 and
+   * the access whose lean masks are loaded (accNow): the levels by integer shifts, each stage-1
+   * entry read through its table's stage-2 walk, and leanEnd's checks of both stages' paths
+   * (permissions, hardware updates due) before stage 2 translates the output.
    *
-   * The walk runs in WebAssembly (wasm-walk.wat: the same steps and masks) when stage 2's arena has
-   * a walker and the stage-1 table pages are in the arena: a guest's table page is moved there
+   * The walk runs in WebAssembly (wasm-walk.wat: the same steps and masks) when stage 2 is a lean4k
+   * walk (rd), its arena has a walker and the stage-1 table pages are in the arena: a guest's table
+   * page is moved there
    * (PhysMem.toArena) the first time the walker finds one outside, and that walk runs here in
-   * JavaScript, with stage 2's lean walk written out for the table reads (their masks checked per
-   * read, the output translated by stage 2's own translate). A stage-1 table entry that is not
-   * present faults here, as in translateNested (nothing follows it); anything else unusual is
-   * redone by translateGeneric.
+   * JavaScript, each table read and the output through stage 2's own translate. A stage-1 table
+   * entry that is not present faults here, as in translateNested (nothing follows it); anything
+   * else unusual is redone by translateGeneric.
    */
   private nested4k(v: number, access: number, s2: PageTableEngine): number {
-    if (s2.rd === 0) return this.translateNested(v, access);
     let sh = this.shift0;
     const top = v >>> sh;
     if (top >= this.topEntries) return this.setFault(FAULT_ADDRESS_SIZE, -1);
-    const aw = s2.aw !== null || s2.awTried ? s2.aw : s2.findWalker();
+    const aw = s2.rd === 0 ? null : s2.aw !== null || s2.awTried ? s2.aw : s2.findWalker();
     if (aw !== null) {
       if (aw.owner !== this || aw.ownerAcc !== access || aw.ownerGen !== this.gen || aw.ownerGen2 !== s2.gen) this.fillRecord(aw, access, s2);
       if (aw.ok) {
@@ -845,74 +843,19 @@ export class PageTableEngine {
     const valid = this.validLo;
     const tm = this.typeMask;
     const bt = this.blockType;
-    // Stage 2's lean walk (lean4k's, with its read masks), written out here for the table reads.
-    const slot = s2.arena.slot;
-    const words = s2.arena.words;
-    const tm2 = s2.typeMask;
-    const bt2 = s2.blockType;
-    const sh2 = s2.shift0;
     let gpn = this.root + (top >>> 9);
     let w = (top & 511) << 1;
     let l = 0;
     let andLo = -1;
     let orHi = 0;
-    // The AND / OR of stage 2's table entries over all the table reads, and its leaves' bad bits.
-    let and2 = -1;
-    let or2 = 0;
-    let bad2 = 0;
     let lo: number;
     let hi: number;
     for (;;) {
-      const g = gpn | 0;
-      if (g !== gpn || g < 0 || g >>> sh2 >= s2.topEntries) return this.translateGeneric(v, access, null, true);
-      let s = sh2;
-      let w2 = s2.rootWord + ((g >>> s) << 1);
-      let lo2 = words[w2];
-      let hi2 = words[w2 | 1];
-      walk: {
-        if (s === 27) {
-          if ((lo2 & tm2) === bt2) break walk;
-          and2 = lo2 & and2;
-          or2 = hi2 | or2;
-          w2 = (slot[(lo2 >>> 12) | (hi2 << 20)] + ((g >>> 17) & 1022)) | 0;
-          lo2 = words[w2];
-          hi2 = words[w2 | 1];
-          s = 18;
-        }
-        if (s === 18) {
-          if ((lo2 & tm2) === bt2) break walk;
-          and2 = lo2 & and2;
-          or2 = hi2 | or2;
-          w2 = (slot[(lo2 >>> 12) | (hi2 << 20)] + ((g >>> 8) & 1022)) | 0;
-          lo2 = words[w2];
-          hi2 = words[w2 | 1];
-          s = 9;
-        }
-        if (s === 9) {
-          if ((lo2 & tm2) === bt2) break walk;
-          and2 = lo2 & and2;
-          or2 = hi2 | or2;
-          w2 = (slot[(lo2 >>> 12) | (hi2 << 20)] + ((g << 1) & 1022)) | 0;
-          lo2 = words[w2];
-          hi2 = words[w2 | 1];
-          s = 0;
-        }
-      }
-      if (s === 0 ? (lo2 & s2.pageTypeMask) !== s2.pageType : ((s2.leafShifts >>> s) & 1) === 0) bad2 = -1;
-      bad2 |= ((lo2 ^ s2.rNeedL) & s2.rLeafBits) | (~and2 & s2.rNeedT) | (or2 & s2.rBadTH) | (hi2 & s2.rLDH);
-      if (bad2 !== 0) return this.translateGeneric(v, access, null, true);
-      const off2 = (1 << s) - 1;
-      const hp = (((lo2 >>> 12) & ~off2) | (g & off2)) + (hi2 & s2.addrHi) * TWO20;
-      const ws = hp < slot.length ? slot[hp] : 0;
-      if (ws !== 0) {
-        lo = words[ws + w] | 0;
-        hi = words[(ws + w) | 1] | 0;
-      } else {
-        const f = s2.frameOf(hp);
-        if (f === undefined) return this.translateGeneric(v, access, null, true);
-        lo = f[w] | 0;
-        hi = f[w | 1] | 0;
-      }
+      const hp = s2.translate(gpn, 1); // ACC_READ
+      const f = hp < 0 ? undefined : s2.frameOf(hp);
+      if (f === undefined) return this.translateGeneric(v, access, null, true);
+      lo = f[w] | 0;
+      hi = f[w | 1] | 0;
       if ((lo & valid) === 0) return this.setFault(FAULT_TRANSLATION, l);
       if (sh === 0 || (lo & tm) === bt) break;
       andLo &= lo;
