@@ -15,7 +15,7 @@ const outPath = path.join(root, "src/hw/pagetable/wasm-walk-bytes.ts");
 
 export async function assemble() {
   const wabt = await wabtInit();
-  const mod = wabt.parseWat("wasm-walk.wat", fs.readFileSync(watPath, "utf8"), { threads: true });
+  const mod = wabt.parseWat("wasm-walk.wat", fs.readFileSync(watPath, "utf8"), { threads: true, bulk_memory: true });
   const { buffer } = mod.toBinary({});
   mod.destroy();
   const b64 = Buffer.from(buffer).toString("base64");

@@ -18,6 +18,7 @@
 import { assert } from "../errno.js";
 import { PAGE_SIZE, type PhysMem } from "../mm/phys.js";
 import { modPow2 } from "../util/num.js";
+import { makeArenaWalker } from "./pagetable/wasm-walk.js";
 
 assert(new Uint8Array(new Uint32Array([1]).buffer)[0] === 1, "hw/ assumes a little-endian host");
 
@@ -83,7 +84,14 @@ export class HwMemory implements FrameStore {
     if (list !== undefined && list.length > 0) {
       const t = list.pop() as number;
       this.pooled -= frames;
-      for (let i = 0; i < frames; i++) this.phys.frameU32(t + i).fill(0);
+      const arena = this.phys.arena;
+      const aw = arena.wasm(makeArenaWalker);
+      for (let i = 0; i < frames; i++) {
+        const p = t + i;
+        const w = p < arena.slot.length ? arena.slot[p] : 0;
+        if (w !== 0 && aw !== null) aw.zero(w * 4, PAGE_SIZE);
+        else this.phys.frameU32(p).fill(0);
+      }
       return t;
     }
     const pfn = this.phys.allocRun(frames, frames);

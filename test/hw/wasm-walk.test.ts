@@ -50,7 +50,7 @@ test("the arena walker's bytes are wasm-walk.wat assembled (npm run gen-wasm)", 
   const b64 = [...ts.matchAll(/"([A-Za-z0-9+/=]+)"/g)].map((m) => m[1]).join("");
   assert.equal(b64, WASM_WALK_BASE64, "wasm-walk-bytes.ts is stale: run npm run gen-wasm");
   const mod = new WebAssembly.Module(Buffer.from(WASM_WALK_BASE64, "base64"));
-  assert.deepEqual(WebAssembly.Module.exports(mod).map((e) => e.name), ["nested"]);
+  assert.deepEqual(WebAssembly.Module.exports(mod).map((e) => e.name).sort(), ["nested", "zero"]);
 });
 
 test("nested translate through the arena walker serves the common case and gives walk()'s answers", () => {
@@ -175,4 +175,22 @@ test("a destroyed second stage is not walked through the record made for it, eve
   words.copyWithin(oldRoot, otherRoot, otherRoot + 1024); // as if a new root took the slot
   for (let k = 0; k < 3; k++) same(s1, 0x5003, ACC_READ);
   assert.notEqual(s1.translate(0x5003, ACC_READ), host + 0x303, "not through the other tables");
+});
+
+test("a pooled table frame in the arena comes back zeroed (the walker's memset) for the next table", () => {
+  const mem = new HwMemory(new PhysMem());
+  const eng = new PageTableEngine(mem, vtdSecondStage());
+  eng.map(0x40000, 0x7001, 256, PT_READ | PT_WRITE); // 4 KiB leaves: entries 0..255 of one table
+  const leafTable = Math.floor(eng.walk(0x40000).steps[3].hostEntryPa / 4096);
+  assert.ok(mem.phys.inArena(leafTable));
+  mem.phys.frameU32(leafTable).fill(0xdeadbeef, 600, 1024); // garbage past the entries map wrote
+  eng.unmap(0x40000, 256); // the leaf table's own entries go: it is freed to the pool as it is
+  assert.ok(mem.pooledFrames > 0);
+  eng.map(0x80000, 0x9000, 1, PT_READ);
+  const again = Math.floor(eng.walk(0x80000).steps[3].hostEntryPa / 4096);
+  assert.equal(again, leafTable, "the pooled frame is reused");
+  const words = mem.phys.frameU32(again);
+  assert.ok(words.every((x, i) => (i === 0 || i === 1 ? true : x === 0)), "zero but for the one new entry");
+  assert.equal(eng.translate(0x80000, ACC_READ), 0x9000);
+  assert.equal(eng.translate(0x80001, ACC_READ), -1);
 });

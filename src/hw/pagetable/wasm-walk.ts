@@ -55,6 +55,8 @@ export const R_NSLOTS = 60;
 /** The arena's WebAssembly walker: nested(v, record byte address) and the record it shares. */
 export interface ArenaWalker {
   readonly nested: (v: number, rec: number) => number;
+  /** Bytes [at, at + len) of the arena's memory set to zero (a memset: see wasm-walk.wat). */
+  readonly zero: (at: number, len: number) => void;
   /** The record's byte address in the memory, and the record as words. */
   readonly recByte: number;
   readonly rec: Int32Array;
@@ -91,8 +93,10 @@ export function makeArenaWalker(memory: SharedWasmMemory, scratch: number): Aren
   if (m === null) return null;
   const inst = new WebAssembly.Instance(m, { arena: { memory: memory as unknown as WebAssembly.Memory } });
   const nested = inst.exports.nested as (v: number, rec: number) => number;
+  const zero = inst.exports.zero as (at: number, len: number) => void;
   return {
     nested,
+    zero,
     recByte: scratch,
     rec: new Int32Array(memory.buffer, scratch, 1024),
     owner: null,

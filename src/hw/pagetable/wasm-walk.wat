@@ -20,6 +20,12 @@
 ;; slot[(lo >>> 12) | (hi << 20)], the slot table's entry for pfn 0 (zero) beyond the table's end.
 (module
   (import "arena" "memory" (memory 1 65536 shared))
+
+  ;; zero(at, len): bytes [at, at+len) of the arena set to zero, as memset does (a fill through a
+  ;; typed array over a shared buffer moves one element at a time: 5x slower for a 4 KiB table).
+  (func (export "zero") (param $at i32) (param $len i32)
+    (memory.fill (local.get $at) (i32.const 0) (local.get $len)))
+
   (func (export "nested") (param $v i32) (param $r i32) (result i32)
     (local $sh i32) (local $w i32) (local $g i64) (local $e i64) (local $and1 i64) (local $or1 i64)
     (local $s i32) (local $e2 i64) (local $and2 i64) (local $or2 i64) (local $bad i64) (local $off i64)
