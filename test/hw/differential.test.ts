@@ -90,7 +90,7 @@ test("nested translate agrees with walk on random stage-1 descriptors and stage-
           if (s !== undefined && mem.peekFrameU32(Math.floor(s.hostEntryPa / 4096)) !== undefined) poke(mem, s, p.hi, p.lo);
         }
         for (const h of holes) s2.unmap(GB + h, 1);
-        for (const pr of probes) same(s1, 0x5000 + pr.page, pr.access);
+        for (const pr of probes) same(s1, 0x5000 + pr.page, pr.access, true);
       },
     ),
     { numRuns: 150 },
@@ -119,7 +119,7 @@ test("every attribute bit of a table entry's high word (deny bits: XD, APTable, 
           }
           const s = eng.walk(0x5003).steps[level];
           poke(mem, s, (s.hi | (1 << bit)) >>> 0, s.lo);
-          for (let access = 1; access < 16; access++) same(eng, 0x5003, access);
+          for (let access = 1; access < 16; access++) same(eng, 0x5003, access, nested);
         }
       }
     }

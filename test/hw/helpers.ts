@@ -41,10 +41,13 @@ export const PAGE = 4096;
 
 /**
  * translate() gives walk()'s answer for (vpn, access): the same output, and the same fault, level
- * and stage, or the same permissions, leaf size and leaf level.
+ * and stage, or the same permissions, leaf size and leaf level. `update`: the walk makes the
+ * hardware's accessed/dirty updates first, as translate does. A nested engine needs it: there an
+ * update is a write through stage 2, which can fault where a walk without updates goes on (a
+ * stage-1 table entry whose A bit the hardware must set, in a page stage 2 maps read-only).
  */
-export function same(eng: PageTableEngine, vpn: number, access: number): void {
-  const w = eng.walk(vpn, access);
+export function same(eng: PageTableEngine, vpn: number, access: number, update = false): void {
+  const w = eng.walk(vpn, access, update);
   const ppn = eng.translate(vpn, access);
   assert.equal(ppn, w.ppn, `${eng.format.name} vpn ${vpn} access ${access}`);
   if (ppn < 0) {

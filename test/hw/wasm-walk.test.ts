@@ -55,7 +55,7 @@ test("the arena walker's bytes are wasm-walk.wat assembled (npm run gen-wasm)", 
 
 test("nested translate through the arena walker serves the common case and gives walk()'s answers", () => {
   const { s1, s2 } = nestedPair(false, { a: false, d: false });
-  for (let k = 0; k < 3; k++) for (let p = 0; p < 0x200; p += 7) same(s1, 0x5000 + p, p & 1 ? ACC_WRITE : ACC_READ);
+  for (let k = 0; k < 3; k++) for (let p = 0; p < 0x200; p += 7) same(s1, 0x5000 + p, p & 1 ? ACC_WRITE : ACC_READ, true);
   const aw = s2.arenaWalker;
   assert.ok(aw !== null, "the second stage's arena has a walker");
   assert.ok(aw.served > 100, `the walker served the walks (${aw.served})`);
@@ -73,7 +73,7 @@ test("nested translate agrees with walk on random descriptors of both stages, wi
       (pokes, probes, armPair, hw, hw1, small) => {
         const { mem, s1, s2 } = nestedPair(armPair, hw, hw1, small);
         // Warm: the walker has its record and the stage-1 tables are in the arena before the pokes.
-        for (const pr of probes) same(s1, 0x5000 + pr.page, pr.access);
+        for (const pr of probes) same(s1, 0x5000 + pr.page, pr.access, true);
         for (const p of pokes) {
           const vpn = 0x5000 + p.step * 0x41;
           const steps = p.stage === 0 ? s1.walk(vpn).steps : s2.walk(GB + 0x200 + p.step).steps;
@@ -83,7 +83,7 @@ test("nested translate agrees with walk on random descriptors of both stages, wi
           if (p.keep) poke(mem, s, (s.hi ^ (1 << (p.hi & 31))) >>> 0, (s.lo ^ (1 << (p.lo & 31))) >>> 0);
           else poke(mem, s, p.hi, p.lo);
         }
-        for (const pr of probes) same(s1, 0x5000 + pr.page, pr.access);
+        for (const pr of probes) same(s1, 0x5000 + pr.page, pr.access, true);
       },
     ),
     { numRuns: 300 },
@@ -95,7 +95,7 @@ test("every single bit flipped in every entry of a nested path gives walk()'s an
     // No hardware updates in either stage: writes take the walker too.
     const { mem, s1, s2 } = nestedPair(armPair, { a: false, d: false }, { a: false, d: false }, small);
     const vpn = 0x5003;
-    same(s1, vpn, ACC_READ);
+    same(s1, vpn, ACC_READ, true);
     const served0 = s2.arenaWalker?.served ?? 0;
     const paths = [...s1.walk(vpn).steps, ...s2.walk(GB + 0x203).steps, ...s2.walk(s1.root).steps];
     for (const s of paths) {
@@ -103,7 +103,7 @@ test("every single bit flipped in every entry of a nested path gives walk()'s an
         const hi = bit >= 32 ? (s.hi ^ (1 << (bit - 32))) >>> 0 : s.hi;
         const lo = bit < 32 ? (s.lo ^ (1 << bit)) >>> 0 : s.lo;
         poke(mem, s, hi, lo);
-        for (let access = 1; access < 16; access++) same(s1, vpn, access);
+        for (let access = 1; access < 16; access++) same(s1, vpn, access, true);
         poke(mem, s, s.hi, s.lo);
       }
     }
@@ -126,7 +126,7 @@ test("engines sharing one arena's walker, with other accesses and hardware setti
   for (let k = 0; k < 40; k++) {
     const e = k % 3 === 0 ? b : a;
     const access = k % 4 === 1 ? ACC_WRITE : ACC_READ;
-    same(e, 0x5000 + (k % 16), access);
+    same(e, 0x5000 + (k % 16), access, true);
     if (k === 20) s2.setHardwareUpdates(true, true); // a write then needs the slow path (dirty)
     if (k === 30) s2.setHardwareUpdates(false, false);
   }
@@ -173,7 +173,7 @@ test("a destroyed second stage is not walked through the record made for it, eve
   s2.destroy();
   mem.drainPool(); // its table frames' slots go back to the arena
   words.copyWithin(oldRoot, otherRoot, otherRoot + 1024); // as if a new root took the slot
-  for (let k = 0; k < 3; k++) same(s1, 0x5003, ACC_READ);
+  for (let k = 0; k < 3; k++) same(s1, 0x5003, ACC_READ, true);
   assert.notEqual(s1.translate(0x5003, ACC_READ), host + 0x303, "not through the other tables");
 });
 
