@@ -31,7 +31,7 @@
  * CMD_PRI_RESP.
  */
 import { assert } from "../../errno.js";
-import { iovaOffset, iovaPage, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
+import { DONE, doneResult, iovaOffset, iovaPage, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
 import { Iotlb, type IotlbOptions } from "../iotlb.js";
 import type { HwMemory } from "../memory.js";
 import { PageTableEngine } from "../pagetable/engine.js";
@@ -589,7 +589,7 @@ export class SmmuUnit implements DmaPort {
         if (ppn >= 0 && (tlb.perms() & need) === need) {
           if (req.write) this.mem.phys.writeInFrame(ppn, off, data);
           else this.mem.phys.readInFrame(ppn, off, data);
-          return { status: "done", bytes: len, fault: null };
+          return DONE[len] ?? doneResult(len);
         }
         return this.dmaAny(req, true);
       }

@@ -43,7 +43,7 @@
  */
 import { assert } from "../../errno.js";
 import { PhysMem, PAGE_SIZE } from "../../mm/phys.js";
-import { iovaOffset, iovaPage, iovaRangeOk, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
+import { DONE, doneResult, iovaOffset, iovaPage, iovaRangeOk, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
 import { Iotlb, type IotlbOptions } from "../iotlb.js";
 import { HwMemory } from "../memory.js";
 import { PageTableEngine } from "../pagetable/engine.js";
@@ -591,7 +591,7 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
           // (ppn below MAX_PPN)
           if (req.write) this.mem.phys.writeInFrame(ppn, off, data);
           else this.mem.phys.readInFrame(ppn, off, data);
-          return { status: "done", bytes: len, fault: null };
+          return DONE[len] ?? doneResult(len);
         }
         return this.dmaOnePage(req, vpn, off, ppn);
       }
@@ -610,7 +610,7 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
     if (ppn >= MAX_PPN) return this.dmaBeyond(req, 0, vpn);
     if (req.write) this.mem.phys.writeInFrame(ppn, off, req.data);
     else this.mem.phys.readInFrame(ppn, off, req.data);
-    return { status: "done", bytes: req.length, fault: null };
+    return doneResult(req.length);
   }
 
   /** A request whose page vpn translates beyond any memory (untranslated, huge addresses): aborted. */
