@@ -84,14 +84,8 @@ export class HwMemory implements FrameStore {
     if (list !== undefined && list.length > 0) {
       const t = list.pop() as number;
       this.pooled -= frames;
-      const arena = this.phys.arena;
-      const aw = arena.wasm(makeArenaWalker);
-      for (let i = 0; i < frames; i++) {
-        const p = t + i;
-        const w = p < arena.slot.length ? arena.slot[p] : 0;
-        if (w !== 0 && aw !== null) aw.zero(w * 4, PAGE_SIZE);
-        else this.phys.frameU32(p).fill(0);
-      }
+      this.phys.arena.wasm(makeArenaWalker); // its memset zeroes arena frames (FrameArena.zero)
+      for (let i = 0; i < frames; i++) this.phys.zeroFrame(t + i);
       return t;
     }
     const pfn = this.phys.allocRun(frames, frames);

@@ -40,19 +40,20 @@ import { makeArenaWalker, R_ACC2, R_ADDR1, R_BT1, R_BT2, R_HP, R_LEAFSH1, R_LEAF
 const TWO20 = 1048576;
 assert(R_RES1 === 48 && R_RES2 === 53, "wasmDone reads the walker's results at words 48 and 53");
 /**
- * The lean masks (see PageTableEngine.accNow) as the arena walker takes them, four 64-bit masks
- * (lo word first) at r[at..at+7]: NT (lo bits every table entry must have), BT (hi bits none may
- * have), NL and LB (the leaf's bits LB, of which it must have those of NL).
+ * The lean masks lm (PageTableEngine.leanMasks: needT, badTH, needL, leafBits, accLDH) as the arena
+ * walker takes them, four 64-bit masks (lo word first) at r[at..at+7]: NT (lo bits every table
+ * entry must have), BT (hi bits none may have), NL and LB (the leaf's bits LB, of which it must
+ * have those of NL).
  */
-function entryMasks(r: Int32Array, at: number, needT: number, badTH: number, needL: number, leafBits: number, accLDH: number): void {
-  r[at] = needT;
+function entryMasks(r: Int32Array, at: number, lm: Int32Array): void {
+  r[at] = lm[0];
   r[at + 1] = 0;
   r[at + 2] = 0;
-  r[at + 3] = badTH;
-  r[at + 4] = needL;
+  r[at + 3] = lm[1];
+  r[at + 4] = lm[2];
   r[at + 5] = 0;
-  r[at + 6] = leafBits;
-  r[at + 7] = accLDH;
+  r[at + 6] = lm[3];
+  r[at + 7] = lm[4];
 }
 
 /** Engines' configuration generations (PageTableEngine.gen): a new number for every change. */
@@ -251,15 +252,10 @@ export class PageTableEngine {
   /** leanMasks' output: needT, badTH, needL, leafBits, accLDH. */
   private readonly lm = new Int32Array(5);
   /**
-   * As a second stage: 1 when nested4k may walk this engine's tables itself for the reads of
-   * stage-1 tables (a lean4k engine whose lean masks hold for reads), and those masks (see accNow).
+   * As a second stage: 1 when the arena walker may walk this engine's tables for the reads of
+   * stage-1 tables (a lean4k engine whose lean masks hold for reads).
    */
   private rd = 0;
-  private rNeedT = 0;
-  private rBadTH = 0;
-  private rNeedL = 0;
-  private rLeafBits = 0;
-  private rLDH = 0;
   /** A new number (generation) whenever the lean masks may have changed: the arena walker's record follows it. */
   private gen = 0;
   /** As a second stage: its arena's WebAssembly walker (null: none, or not looked up yet: awTried). */
@@ -711,16 +707,10 @@ export class PageTableEngine {
     return true;
   }
 
-  /** rd and the read masks, after anything they depend on changed. */
+  /** A new generation and rd, after anything the lean masks depend on changed. */
   private loadReadMasks(): void {
     this.gen = ++generation;
-    const lm = this.lm;
-    this.rd = this.leanNow === 1 && this.leanMasks(ACC_READ, lm) ? 1 : 0;
-    this.rNeedT = lm[0];
-    this.rBadTH = lm[1];
-    this.rNeedL = lm[2];
-    this.rLeafBits = lm[3];
-    this.rLDH = lm[4];
+    this.rd = this.leanNow === 1 && this.leanMasks(ACC_READ, this.lm) ? 1 : 0;
   }
 
   /** translate when the 4 KiB lean path is not for this engine: another granule, nested, or not lean (see lean). */
@@ -912,12 +902,13 @@ export class PageTableEngine {
     r[R_LEAFSH1] = this.leafShifts;
     r[R_ADDR1] = this.addrLo;
     r[R_ADDR1 + 1] = this.addrHi;
-    entryMasks(r, R_MASKS1, lm[0], lm[1], lm[2], lm[3], lm[4]);
+    entryMasks(r, R_MASKS1, lm);
     r[R_OUT1] = 0xfffff000 | 0;
     r[R_OUT1 + 1] = this.addrHi;
     if (!s2.leanMasks(access, lm)) return;
-    entryMasks(r, R_ACC2, lm[0], lm[1], lm[2], lm[3], lm[4]);
-    entryMasks(r, R_READ2, s2.rNeedT, s2.rBadTH, s2.rNeedL, s2.rLeafBits, s2.rLDH);
+    entryMasks(r, R_ACC2, lm);
+    if (!s2.leanMasks(ACC_READ, lm)) return;
+    entryMasks(r, R_READ2, lm);
     r[R_ROOT2] = s2.rootWord * 4;
     r[R_NSLOTS] = s2.arena.slot.length;
     r[R_SH2] = s2.shift0;

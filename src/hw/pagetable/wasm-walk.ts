@@ -11,7 +11,7 @@
  * when another engine, access or configuration uses it): the R_* word offsets below, which
  * wasm-walk.wat reads at 4 * R_*.
  */
-import type { SharedWasmMemory } from "../../mm/phys.js";
+import type { ArenaWasm, SharedWasmMemory } from "../../mm/phys.js";
 import { WASM_WALK_BASE64 } from "./wasm-walk-bytes.js";
 
 // Stage 1 (the engine nested4k runs on): its root (guest page), top-level shift, format bits,
@@ -53,7 +53,7 @@ export const R_HP = 58;
 export const R_NSLOTS = 60;
 
 /** The arena's WebAssembly walker: nested(v, record byte address) and the record it shares. */
-export interface ArenaWalker {
+export interface ArenaWalker extends ArenaWasm {
   readonly nested: (v: number, rec: number) => number;
   /** Bytes [at, at + len) of the arena's memory set to zero (a memset: see wasm-walk.wat). */
   readonly zero: (at: number, len: number) => void;
