@@ -3,7 +3,8 @@
  *
  * Frames are handed out by a counter (pfns are never reused). Counts are kept as extent maps so that
  * referencing or pinning a run of a million frames is one operation. Contents are materialized
- * only for frames that were written (a Uint8Array(4096) each); every other frame reads as zeros.
+ * only for frames that were written (a 4 KiB slot in FrameSlabs each, reached through a view per
+ * frame and, on the DMA path, through a slot table); every other frame reads as zeros.
  * Frames that hardware walks (page tables: useArena) keep their contents in one shared block, the
  * FrameArena, instead, so that a walker reaches any of them with two array reads.
  *
@@ -14,6 +15,7 @@
  */
 import { assert } from "../errno.js";
 import { ExtentMap, type PfnRuns } from "../util/extent-map.js";
+import { FrameSlabs, SLAB_SHIFT, SLAB_SLOTS } from "./frame-slabs.js";
 
 /** See PhysMem.contents: bytes [off, off+len) of one frame, or null / false to use the model's copy. */
 export interface FrameContents {
@@ -26,6 +28,8 @@ export const PAGE_SIZE = 4096;
 
 /** The first pfn handed out (16 MiB), so that pfn 0 never appears. */
 const FIRST_PFN = 0x1000;
+
+assert(FIRST_PFN === 4096 && SLAB_SHIFT === 9 && SLAB_SLOTS === 512, "PhysMem.writeInFrame spells these as literals");
 
 /** The pfn of entry 0 of PhysMem.frameViews(). */
 export const FRAME_VIEW_BASE = FIRST_PFN;
@@ -241,6 +245,15 @@ export class PhysMem {
    * indexed by pfn - FIRST_PFN; grown in place (never replaced) and cleared when contents drop.
    */
   private readonly views: (Uint32Array | undefined)[] = [];
+  /** Where written frames keep their contents (but for arena frames). */
+  readonly slabs = new FrameSlabs();
+  /** The same FrameSlabs.slabs array (one load less on the DMA path). */
+  private readonly slabArr: Uint8Array[];
+  /**
+   * Each frame's slot in `slabs`, indexed by pfn - FIRST_PFN; 0: none (not written, in the arena,
+   * or beyond the table, which grows as frames get slots).
+   */
+  private slotTab = new Int32Array(0);
   /** Where useArena's frames keep their contents (see FrameArena); the hardware walkers read it. */
   readonly arena = new FrameArena();
   /** Called when a whole huge page of `frames` frames is freed (hugetlb pool bookkeeping). */
@@ -251,6 +264,10 @@ export class PhysMem {
    */
   contents: FrameContents | null = null;
   private pinned = 0;
+
+  constructor() {
+    this.slabArr = this.slabs.slabs;
+  }
 
   /** Frames referenced by something (mapping, page cache, pin). */
   get framesInUse(): number {
@@ -374,8 +391,13 @@ export class PhysMem {
   writeInFrame(pfn: number, off: number, data: Uint8Array): void {
     const n = data.length;
     if (!(off >= 0 && off + n <= PAGE_SIZE)) badPiece(off, n);
-    if (n === 0) return;
     if (this.contents !== null) return this.writeInFrameVia(this.contents, pfn, off, data);
+    // A written frame: straight into its slab (SLAB_SHIFT 9: 512 slots of 4 KiB a slab).
+    const i = pfn - 4096; // FIRST_PFN
+    const tab = this.slotTab;
+    const s = i >>> 0 === i && i < tab.length ? tab[i] : 0;
+    if (s !== 0) return this.slabArr[s >>> 9].set(data, ((s & 511) << 12) + off);
+    if (n === 0) return;
     // (a pfn that is not a frame number finds no contents: newFrame refuses it)
     (this.frameData(pfn) ?? this.newFrame(pfn)).set(data, off);
   }
@@ -385,12 +407,39 @@ export class PhysMem {
     if (!c.write(pfn, off, data)) (this.frameData(pfn) ?? this.newFrame(pfn)).set(data, off);
   }
 
-  /** A zeroed frame for pfn's contents, from now on. */
+  /**
+   * A zeroed frame for pfn's contents, from now on (pfn has none): a slab slot for a frame handed
+   * out, else (written before its pfn was allocated) a page of its own.
+   */
   private newFrame(pfn: number): Uint8Array {
     checkFrames(pfn, 1);
-    const f = new Uint8Array(PAGE_SIZE);
+    const i = pfn - FIRST_PFN;
+    if (!(i >= 0 && pfn < this.next)) {
+      const f = new Uint8Array(PAGE_SIZE);
+      this.setData(pfn, f);
+      return f;
+    }
+    const s = this.slabs.take();
+    if (i >= this.slotTab.length) {
+      let n = Math.max(1024, this.slotTab.length);
+      while (n <= i) n *= 2;
+      const t = new Int32Array(n);
+      t.set(this.slotTab);
+      this.slotTab = t;
+    }
+    this.slotTab[i] = s;
+    const f = this.slabs.bytesOf(s);
     this.setData(pfn, f);
     return f;
+  }
+
+  /** Give frame pfn's slab slot back, if it has one (its contents are being dropped or moved). */
+  private freeSlot(pfn: number): void {
+    const i = pfn - FIRST_PFN;
+    if (i >= 0 && i < this.slotTab.length && this.slotTab[i] !== 0) {
+      this.slabs.give(this.slotTab[i]);
+      this.slotTab[i] = 0;
+    }
   }
 
   /**
@@ -469,12 +518,7 @@ export class PhysMem {
     const in0 = pa - pfn0 * PAGE_SIZE;
     if (in0 + data.length <= PAGE_SIZE) {
       // within one frame (every DMA page): no subarray
-      let frame = this.frameData(pfn0);
-      if (!frame) {
-        frame = new Uint8Array(PAGE_SIZE);
-        this.setData(pfn0, frame);
-      }
-      frame.set(data, in0);
+      (this.frameData(pfn0) ?? this.newFrame(pfn0)).set(data, in0);
       return;
     }
     let off = 0;
@@ -483,12 +527,7 @@ export class PhysMem {
       const pfn = Math.floor(a / PAGE_SIZE);
       const inFrame = a - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - inFrame, data.length - off);
-      let frame = this.frameData(pfn);
-      if (!frame) {
-        frame = new Uint8Array(PAGE_SIZE);
-        this.setData(pfn, frame);
-      }
-      frame.set(data.subarray(off, off + n), inFrame);
+      (this.frameData(pfn) ?? this.newFrame(pfn)).set(data.subarray(off, off + n), inFrame);
       off += n;
     }
   }
@@ -533,8 +572,7 @@ export class PhysMem {
     if (!frame) {
       if (!create) return undefined;
       this.idx(pfn, 1);
-      frame = new Uint8Array(PAGE_SIZE);
-      this.setData(pfn, frame);
+      frame = this.newFrame(pfn);
     }
     const v = new Uint32Array(frame.buffer, frame.byteOffset, PAGE_SIZE / 4);
     if (i >= 0 && pfn < this.next) {
@@ -600,6 +638,7 @@ export class PhysMem {
     const bytes = a.bytesOf(s);
     bytes.set(old);
     a.assign(pfn, s);
+    this.freeSlot(pfn);
     this.setData(pfn, bytes);
     if (i < this.views.length && this.views[i] !== undefined) this.views[i] = new Uint32Array(bytes.buffer, bytes.byteOffset, PAGE_SIZE / 4);
     return true;
@@ -631,11 +670,7 @@ export class PhysMem {
     const copies: [number, Uint8Array][] = [];
     this.forMaterialized(srcPfn, count, (pfn, frame) => copies.push([dstPfn + (pfn - srcPfn), frame.slice()]));
     this.dropContents(dstPfn, count, true);
-    for (const [pfn, frame] of copies) {
-      const kept = this.frameData(pfn);
-      if (kept !== undefined) kept.set(frame);
-      else this.setData(pfn, frame);
-    }
+    for (const [pfn, frame] of copies) (this.frameData(pfn) ?? this.newFrame(pfn)).set(frame);
   }
 
   /** Long-term pin count of a frame. */
@@ -840,6 +875,7 @@ export class PhysMem {
         sl[p] = 0;
         this.arena.give(w / 1024);
       }
+      this.freeSlot(p);
       this.deleteData(p);
       if (i >= 0 && i < this.views.length) this.views[i] = undefined;
     }
