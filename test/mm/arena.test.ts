@@ -120,6 +120,7 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
         fc.oneof(
           fc.record({ op: fc.constant("alloc" as const), n: fc.integer({ min: 1, max: 40 }), arena: fc.boolean() }),
           fc.record({ op: fc.constant("write" as const), k: fc.nat(), off: fc.integer({ min: 0, max: PAGE_SIZE - 4 }), val: fc.integer({ min: 1, max: 255 }) }),
+          fc.record({ op: fc.constant("piece" as const), k: fc.nat(), off: fc.integer({ min: 0, max: PAGE_SIZE - 1 }), len: fc.integer({ min: 0, max: 300 }), val: fc.integer({ min: 1, max: 255 }) }),
           fc.record({ op: fc.constant("view" as const), k: fc.nat(), word: fc.integer({ min: 0, max: 1023 }), val: fc.integer({ min: 1, max: 0xffffffff }) }),
           fc.record({ op: fc.constant("copy" as const), k: fc.nat(), j: fc.nat() }),
           fc.record({ op: fc.constant("free" as const), k: fc.nat() }),
@@ -149,6 +150,16 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
             const b = expect(pfn);
             b[o.off] = o.val;
             ref.set(pfn, b);
+          } else if (o.op === "piece") {
+            // a DMA's piece of one page (the slab path once the frame has a slot)
+            const pfn = live[o.k % live.length];
+            const len = Math.min(o.len, PAGE_SIZE - o.off);
+            p.writeInFrame(pfn, o.off, new Uint8Array(len).fill(o.val));
+            if (len > 0) {
+              const b = expect(pfn);
+              b.fill(o.val, o.off, o.off + len);
+              ref.set(pfn, b);
+            }
           } else if (o.op === "view") {
             const pfn = live[o.k % live.length];
             let v = views.get(pfn);
@@ -194,9 +205,11 @@ test("random arena placements, writes, copies and frees read as a per-frame byte
           }
         }
         assert.equal(p.arena.frames, slots.size, "every slot in use belongs to a live frame");
+        assert.equal(p.slabs.slots + p.arena.frames, p.framesMaterialized, "every written frame outside the arena has one slab slot");
         assert.ok(p.arena.words.subarray(0, 4096).every((x) => x === 0), "slot 0 (the slot table's entries below the first pfn) stays zero");
         for (const pfn of [...live]) p.unref(pfn, 1);
         assert.equal(p.arena.frames, 0);
+        assert.equal(p.slabs.slots, 0, "freed frames gave their slab slots back");
         assert.equal(p.framesMaterialized, 0);
       },
     ),

@@ -166,3 +166,33 @@ test("a frame written before its pfn was handed out keeps its contents once it i
   m.write(ahead * PAGE_SIZE + 9, Uint8Array.of(9));
   assert.deepEqual(m.read(ahead * PAGE_SIZE + 8, 3), Uint8Array.of(1, 9, 3));
 });
+
+test("frames first written one after another sit side by side in one slab", () => {
+  const m = new PhysMem();
+  const pfn = m.allocRun(8);
+  for (const k of [5, 1, 7]) m.writeInFrame(pfn + k, 0, Uint8Array.of(k));
+  const views = [5, 1, 7].map((k) => m.frameU32(pfn + k));
+  assert.ok(views.every((v) => v.buffer === views[0].buffer), "one slab");
+  assert.deepEqual(
+    views.map((v) => v.byteOffset - views[0].byteOffset),
+    [0, PAGE_SIZE, 2 * PAGE_SIZE],
+    "in the order they were first written",
+  );
+  assert.equal(m.slabs.slots, 3);
+});
+
+test("a slab slot given back comes back zeroed for the next frame written", () => {
+  const m = new PhysMem();
+  const a = m.allocRun(1);
+  m.ref(a, 1);
+  m.write(a * PAGE_SIZE, new Uint8Array(PAGE_SIZE).fill(0xab));
+  const slot = m.frameU32(a).byteOffset;
+  m.unref(a, 1);
+  assert.equal(m.slabs.slots, 0, "dropped with the frame's last hold");
+  const b = m.allocRun(1);
+  m.writeInFrame(b, 100, Uint8Array.of(1));
+  assert.equal(m.frameU32(b).byteOffset, slot, "the same slot, reused");
+  const expected = new Uint8Array(PAGE_SIZE);
+  expected[100] = 1;
+  assert.deepEqual(m.read(b * PAGE_SIZE, PAGE_SIZE), expected);
+});
