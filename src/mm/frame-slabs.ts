@@ -9,8 +9,9 @@
  * 100–115 ns that way against 83–89 ns into slab slots found through a slot table (measured here).
  *
  * A slab is allocated when the last one is full (its pages cost the host nothing until written);
- * a slot given back is zeroed when it is handed out again. Slot 0 is never handed out: 0 means
- * "no slot" in PhysMem's per-frame slot table.
+ * a slot given back is zeroed when it is handed out again. When the last slot comes back (every
+ * written frame freed: a VM torn down, a test's memory gone) the slabs go too. Slot 0 is never
+ * handed out: 0 means "no slot" in PhysMem's per-frame slot table.
  */
 import { assert } from "../errno.js";
 
@@ -55,7 +56,13 @@ export class FrameSlabs {
 
   /** Give slot s back (its bytes are left as they are until it is handed out again). */
   give(s: number): void {
-    this.held--;
+    if (--this.held === 0) {
+      // (in place: PhysMem keeps this array)
+      this.slabs.length = 0;
+      this.free.length = 0;
+      this.next = 1;
+      return;
+    }
     this.free.push(s);
   }
 

@@ -196,3 +196,19 @@ test("a slab slot given back comes back zeroed for the next frame written", () =
   expected[100] = 1;
   assert.deepEqual(m.read(b * PAGE_SIZE, PAGE_SIZE), expected);
 });
+
+test("the slabs go when the last written frame is freed", () => {
+  const m = new PhysMem();
+  const pfn = m.allocRun(600);
+  m.ref(pfn, 600);
+  for (let k = 0; k < 600; k++) m.writeInFrame(pfn + k, 0, Uint8Array.of(1));
+  assert.equal(m.slabs.bytes, 2 * 512 * PAGE_SIZE, "600 slots: two slabs");
+  m.unref(pfn, 599);
+  assert.equal(m.slabs.bytes, 2 * 512 * PAGE_SIZE, "one frame still written");
+  m.unref(pfn + 599, 1);
+  assert.equal(m.slabs.bytes, 0);
+  const b = m.allocRun(1);
+  m.writeInFrame(b, 7, Uint8Array.of(9));
+  assert.equal(m.read(b * PAGE_SIZE + 7, 1)[0], 9);
+  assert.equal(m.slabs.slots, 1);
+});
