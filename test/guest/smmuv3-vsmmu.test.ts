@@ -178,7 +178,7 @@ test("an illegal command stops the queue at it with CMDQ_CONS.ERR = CERROR_ILL a
   const f = x.vm.ram.frameU32(x.cmdq / PAGE);
   f.set(encodeCmdWords({ kind: "sync" }), 4);
   x.s.writeReg(SmmuReg.GERRORN, x.s.readReg(SmmuReg.GERROR));
-  assert.equal(x.s.readReg(SmmuReg.CMDQ_CONS), 4, "restarted at the replaced entry and drained");
+  assert.equal(x.s.readReg(SmmuReg.CMDQ_CONS) & 0xfffff, 4, "restarted at the replaced entry and drained (ERR is UNKNOWN once the error is acknowledged)");
   assert.deepEqual(
     x.be.runs.flat().map((w) => w[0] & 0xff),
     [CmdOp.TLBI_NH_ALL, CmdOp.TLBI_NH_ASID, CmdOp.TLBI_NH_ASID],
@@ -320,7 +320,7 @@ test("the guest driver's command stream, random invalidations and illegal comman
       );
       assert.equal(s.stats.syncs, 2 + (sync ? 1 : 0) + illegal.length, "boot's two syncs, ours, and one per skipped command");
       const prod = s.readReg(SmmuReg.CMDQ_PROD);
-      assert.equal(s.readReg(SmmuReg.CMDQ_CONS), prod, "drained");
+      assert.equal(s.readReg(SmmuReg.CMDQ_CONS) & 0xfffff, prod, "drained");
     }),
     { numRuns: 40 },
   );

@@ -4,11 +4,10 @@
  * translates nothing itself: what the guest configures reaches the host SMMU through the VMM
  * (`VSmmuBackend`, vmm.ts) as iommufd vIOMMU objects, nested HWPTs and forwarded commands.
  *
- *  - Registers at the architecture's offsets (SmmuReg, hw/smmuv3/unit-regs.ts), 32 bits each;
- *    64-bit registers are two halves (readReg64/writeReg64 at the edge). IDR0..5, IIDR, AIDR are
- *    what the VMM advertises (stage 1 only). CR0 is acknowledged at once (CR0ACK), GBPA updates
- *    complete at once; STRTAB_BASE(_CFG) are ignored while SMMUEN = 1, a queue's base and its
- *    SMMU-owned index while the queue is enabled.
+ *  - Registers: the SMMUv3 register file both models share (hw/smmuv3/regfile.ts: offsets,
+ *    read-only and write-ignored registers, CR0/CR0ACK, GBPA Update, queue bases and indexes,
+ *    GERROR/GERRORN, the event queue's producer side, interrupt delivery). IDR0..5, IIDR, AIDR are
+ *    what the VMM advertises (stage 1 only, no PRI queue).
  *  - Command queue in guest RAM, consumed synchronously when CMDQ_PROD is written (CMDQEN = 1).
  *    CFGI_STE / CFGI_STE_RANGE / CFGI_ALL go to the backend as "these vSIDs' STEs changed";
  *    TLBI_NH_ALL / NH_ASID / NH_VA / NH_VAA, TLBI_NSNH_ALL, CFGI_CD / CFGI_CD_ALL and ATC_INV are
@@ -22,48 +21,18 @@
  *    restarts it at the same entry (which the guest's driver has replaced, as Linux does). A
  *    queue base outside guest RAM is CERROR_ABT.
  *  - Event queue in guest RAM: the VMM writes records at EVTQ_PROD (`pushEvent`); a full queue
- *    drops the record and flags overflow (PROD.OVFLG toggled while it equals CONS.OVACKFLG).
- *  - Interrupts (`irq`: the guest's handlers, enabled by IRQ_CTRL) are delivered when the
- *    outermost call into the vSMMU returns, never in the middle of an operation; a handler may
- *    call back in (the global-error line is taken at once even then, as on the host unit).
+ *    drops the record and flags overflow, a queue outside guest RAM raises EVTQ_ABT_ERR.
+ *  - Interrupts: `irq`, the guest's handlers (no PRI queue), delivered as regfile.ts says.
  *  - `readSte(vsid)` reads the guest's STE (linear or 2-level stream table) for the VMM.
  */
 import { assert } from "../../errno.js";
 import { CMD_LAYOUTS, CmdOp, SyncCs, cmdKindOfOpcode, type CmdKind } from "../../hw/smmuv3/cmdq.js";
 import { EVENT_BYTES } from "../../hw/smmuv3/events.js";
+import { Push, SmmuRegisterFile, type SmmuIrqHandlers } from "../../hw/smmuv3/regfile.js";
 import { Idr0, Idr1, Idr3, Idr5 } from "../../hw/smmuv3/regs.js";
 import { STE_BYTES } from "../../hw/smmuv3/tables.js";
-import {
-  CMDQ_CONS_ERR_MASK,
-  CMDQ_CONS_ERR_SHIFT,
-  CR0_CMDQEN,
-  CR0_EVTQEN,
-  CR0_SMMUEN,
-  CmdqErr,
-  GBPA_ABORT,
-  GBPA_UPDATE,
-  GERROR_CMDQ_ERR,
-  GERROR_EVTQ_ABT_ERR,
-  IRQ_CTRL_EVTQ_IRQEN,
-  IRQ_CTRL_GERROR_IRQEN,
-  PAGE1_OFFSET,
-  Q_OVF,
-  STRTAB_FMT_2LVL,
-  SmmuReg,
-  type SmmuIdRegs,
-} from "../../hw/smmuv3/unit-regs.js";
+import { CR0_CMDQEN, CR0_EVTQEN, CR0_SMMUEN, CmdqErr, GBPA_ABORT, STRTAB_FMT_2LVL, type SmmuIdRegs } from "../../hw/smmuv3/unit-regs.js";
 import type { GuestRam } from "../ram.js";
-
-/** CR0 bits this vSMMU implements (no PRI queue, no ATS checking). */
-const VCR0_MASK = CR0_SMMUEN | CR0_EVTQEN | CR0_CMDQEN;
-/** IRQ_CTRL bits this vSMMU implements (no PRI queue). */
-const VIRQ_MASK = IRQ_CTRL_GERROR_IRQEN | IRQ_CTRL_EVTQ_IRQEN;
-/** GBPA: everything but Update is stored (ABORT 20, INSTCFG/PRIVCFG/SHCFG/ALLOCCFG/MTCFG/MEMATTR). */
-const GBPA_FIELDS = 0x1fff3f;
-/** GBPA's reset value in QEMU (SHCFG = use incoming, no abort). */
-export const GBPA_RESET = 0x1000;
-/** The largest queue this vSMMU takes (IDR1.CMDQS / EVENTQS are capped here too). */
-const MAX_QUEUE_LOG2 = 19;
 
 /** What the VMM does for the commands that reach the host (vmm.ts implements it). */
 export interface VSmmuBackend {
@@ -86,11 +55,8 @@ export interface VSmmuBackend {
   configChanged(): void;
 }
 
-/** The guest's interrupt handlers (wired lines in QEMU's virt machine). */
-export interface VSmmuIrqHandlers {
-  eventq?: () => void;
-  gerror?: () => void;
-}
+/** The guest's interrupt handlers (wired lines in QEMU's virt machine; no PRI queue here). */
+export type VSmmuIrqHandlers = Omit<SmmuIrqHandlers, "priq">;
 
 /** A record of an illegal or failed command, for reports and tests. */
 export interface VSmmuCmdError {
@@ -112,18 +78,6 @@ export interface VSmmuStats {
   eventsLost: number;
 }
 
-/** Index register helpers: index bits [0, log2), wrap bit at log2. */
-function qIdx(v: number, log2: number): number {
-  return v & ((1 << log2) - 1);
-}
-function qWrap(v: number, log2: number): number {
-  return (v >>> log2) & 1;
-}
-function qInc(v: number, log2: number): number {
-  const mask = (2 << log2) - 1;
-  return ((v & ~mask) | ((v + 1) & mask)) >>> 0;
-}
-
 /** The forwarded opcodes (QEMU's accel path hands these to the host). */
 const FORWARDED = new Set<number>([
   CmdOp.TLBI_NH_ALL,
@@ -136,9 +90,7 @@ const FORWARDED = new Set<number>([
   CmdOp.ATC_INV,
 ]);
 
-export class VSmmu {
-  readonly idr: Readonly<SmmuIdRegs>;
-  irq: VSmmuIrqHandlers = {};
+export class VSmmu extends SmmuRegisterFile {
   readonly stats: VSmmuStats = { commands: 0, syncs: 0, forwardedRuns: 0, eventsWritten: 0, eventsLost: 0 };
   /** CMD_SYNCs with CS = SEV completed. */
   sevCount = 0;
@@ -154,64 +106,31 @@ export class VSmmu {
   readonly pri: boolean;
   readonly ril: boolean;
   readonly st2l: boolean;
-  private readonly cmdqsMax: number;
-  private readonly evtqsMax: number;
-
-  // registers
-  private cr0 = 0;
-  private cr1 = 0;
-  private cr2 = 0;
-  private gbpa = GBPA_RESET;
-  private irqCtrl = 0;
-  private gerror = 0;
-  private gerrorn = 0;
-  private strtabBaseLo = 0;
-  private strtabBaseHi = 0;
-  private strtabCfg = 0;
-  private cmdqBaseLo = 0;
-  private cmdqBaseHi = 0;
-  private cmdqProd = 0;
-  private cmdqCons = 0;
-  private evtqBaseLo = 0;
-  private evtqBaseHi = 0;
-  private evtqProd = 0;
-  private evtqCons = 0;
-  /** IRQ_CFG registers and anything else stored but not acted on. */
-  private readonly plain = new Map<number, number>();
-
-  // interrupt delivery
-  private depth = 0;
-  private delivering = false;
-  private pendEvtq = false;
-  private pendGerror = false;
 
   constructor(
     readonly ram: GuestRam,
     idr: SmmuIdRegs,
     private readonly backend: VSmmuBackend,
   ) {
-    this.idr = { ...idr };
-    const i0 = Idr0.decodeWords(new Uint32Array([idr.idr0]));
-    const i1 = Idr1.decodeWords(new Uint32Array([idr.idr1]));
-    const i3 = Idr3.decodeWords(new Uint32Array([idr.idr3]));
-    this.sidBits = i1.sidsize;
-    this.ssidBits = i1.ssidsize;
-    this.s2 = i0.s2p === 1;
-    this.hyp = i0.hyp === 1;
-    this.ats = i0.ats === 1;
-    this.pri = i0.pri === 1;
-    this.ril = i3.ril === 1;
-    this.st2l = i0.stLevel === 1;
-    this.cmdqsMax = Math.min(MAX_QUEUE_LOG2, i1.cmdqs);
-    this.evtqsMax = Math.min(MAX_QUEUE_LOG2, i1.eventqs);
+    super(idr);
+    const f = this.features;
+    this.sidBits = f.sidBits;
+    this.ssidBits = f.ssidBits;
+    this.s2 = f.s2;
+    this.hyp = f.hyp;
+    this.ats = f.ats;
+    this.pri = f.pri;
+    this.ril = f.ril;
+    this.st2l = f.st2l;
+  }
+
+  /** The ID registers the VMM advertises. */
+  get idr(): Readonly<SmmuIdRegs> {
+    return this.idRegs;
   }
 
   // ==============================================================================================
   // State the VMM reads
-
-  get smmuEnabled(): boolean {
-    return (this.cr0 & CR0_SMMUEN) !== 0;
-  }
 
   get evtqEnabled(): boolean {
     return (this.cr0 & CR0_EVTQEN) !== 0;
@@ -221,251 +140,12 @@ export class VSmmu {
     return (this.gbpa & GBPA_ABORT) !== 0;
   }
 
-  /** Entries of the event queue as the guest configured it (log2). */
-  get evtqLog2(): number {
-    return Math.min(this.evtqBaseLo & 0x1f, this.evtqsMax);
+  protected override cr0Written(old: number): void {
+    if ((old ^ this.cr0) & (CR0_SMMUEN | CR0_EVTQEN)) this.backend.configChanged();
   }
 
-  private get cmdqLog2(): number {
-    return Math.min(this.cmdqBaseLo & 0x1f, this.cmdqsMax);
-  }
-
-  private baseAddr(lo: number, hi: number, lowMask: number): number {
-    return (hi & 0xfffff) * 2 ** 32 + ((lo & lowMask) >>> 0);
-  }
-
-  private get cmdqAddr(): number {
-    return this.baseAddr(this.cmdqBaseLo, this.cmdqBaseHi, 0xffffffe0);
-  }
-
-  private get evtqAddr(): number {
-    return this.baseAddr(this.evtqBaseLo, this.evtqBaseHi, 0xffffffe0);
-  }
-
-  // ==============================================================================================
-  // Registers
-
-  readReg(off: number): number {
-    if (off >= PAGE1_OFFSET) off -= PAGE1_OFFSET;
-    switch (off) {
-      case SmmuReg.IDR0:
-        return this.idr.idr0;
-      case SmmuReg.IDR1:
-        return this.idr.idr1;
-      case SmmuReg.IDR2:
-        return this.idr.idr2;
-      case SmmuReg.IDR3:
-        return this.idr.idr3;
-      case SmmuReg.IDR4:
-        return this.idr.idr4;
-      case SmmuReg.IDR5:
-        return this.idr.idr5;
-      case SmmuReg.IIDR:
-        return this.idr.iidr;
-      case SmmuReg.AIDR:
-        return this.idr.aidr;
-      case SmmuReg.CR0:
-      case SmmuReg.CR0ACK:
-        return this.cr0;
-      case SmmuReg.CR1:
-        return this.cr1;
-      case SmmuReg.CR2:
-        return this.cr2;
-      case SmmuReg.GBPA:
-        return this.gbpa;
-      case SmmuReg.IRQ_CTRL:
-      case SmmuReg.IRQ_CTRLACK:
-        return this.irqCtrl;
-      case SmmuReg.GERROR:
-        return this.gerror;
-      case SmmuReg.GERRORN:
-        return this.gerrorn;
-      case SmmuReg.STRTAB_BASE:
-        return this.strtabBaseLo;
-      case SmmuReg.STRTAB_BASE + 4:
-        return this.strtabBaseHi;
-      case SmmuReg.STRTAB_BASE_CFG:
-        return this.strtabCfg;
-      case SmmuReg.CMDQ_BASE:
-        return this.cmdqBaseLo;
-      case SmmuReg.CMDQ_BASE + 4:
-        return this.cmdqBaseHi;
-      case SmmuReg.CMDQ_PROD:
-        return this.cmdqProd;
-      case SmmuReg.CMDQ_CONS:
-        return this.cmdqCons;
-      case SmmuReg.EVTQ_BASE:
-        return this.evtqBaseLo;
-      case SmmuReg.EVTQ_BASE + 4:
-        return this.evtqBaseHi;
-      case SmmuReg.EVTQ_PROD - PAGE1_OFFSET:
-        return this.evtqProd;
-      case SmmuReg.EVTQ_CONS - PAGE1_OFFSET:
-        return this.evtqCons;
-      default:
-        return this.plain.get(off) ?? 0;
-    }
-  }
-
-  readReg64(off: number): bigint {
-    return BigInt(this.readReg(off)) | (BigInt(this.readReg(off + 4)) << 32n);
-  }
-
-  writeReg64(off: number, v: bigint): void {
-    this.enter();
-    try {
-      this.write32(off + 4, Number((v >> 32n) & 0xffffffffn));
-      this.write32(off, Number(v & 0xffffffffn));
-    } finally {
-      this.leave();
-    }
-  }
-
-  writeReg(off: number, v: number): void {
-    this.enter();
-    try {
-      this.write32(off, v >>> 0);
-    } finally {
-      this.leave();
-    }
-  }
-
-  private write32(off: number, v: number): void {
-    if (off >= PAGE1_OFFSET) off -= PAGE1_OFFSET;
-    switch (off) {
-      case SmmuReg.CR0: {
-        const old = this.cr0;
-        this.cr0 = v & VCR0_MASK;
-        if ((old ^ this.cr0) & (CR0_SMMUEN | CR0_EVTQEN)) this.backend.configChanged();
-        if ((this.cr0 & CR0_CMDQEN) !== 0 && (old & CR0_CMDQEN) === 0) this.consumeCmdq();
-        return;
-      }
-      case SmmuReg.CR1:
-        if (!this.smmuEnabled) this.cr1 = v;
-        return;
-      case SmmuReg.CR2:
-        if (!this.smmuEnabled) this.cr2 = v;
-        return;
-      case SmmuReg.GBPA:
-        if ((v & GBPA_UPDATE) === 0) return;
-        this.gbpa = v & GBPA_FIELDS;
-        this.backend.configChanged();
-        return;
-      case SmmuReg.IRQ_CTRL:
-        this.irqCtrl = v & VIRQ_MASK;
-        return;
-      case SmmuReg.GERRORN: {
-        this.gerrorn = v & (GERROR_CMDQ_ERR | GERROR_EVTQ_ABT_ERR);
-        if (!this.cmdqErrActive()) {
-          this.cmdqCons = (this.cmdqCons & ~CMDQ_CONS_ERR_MASK) >>> 0;
-          this.consumeCmdq();
-        }
-        return;
-      }
-      case SmmuReg.STRTAB_BASE:
-        if (!this.smmuEnabled) this.strtabBaseLo = v;
-        return;
-      case SmmuReg.STRTAB_BASE + 4:
-        if (!this.smmuEnabled) this.strtabBaseHi = v;
-        return;
-      case SmmuReg.STRTAB_BASE_CFG:
-        if (!this.smmuEnabled) this.strtabCfg = v & 0x307ff;
-        return;
-      case SmmuReg.CMDQ_BASE:
-        if ((this.cr0 & CR0_CMDQEN) === 0) this.cmdqBaseLo = v;
-        return;
-      case SmmuReg.CMDQ_BASE + 4:
-        if ((this.cr0 & CR0_CMDQEN) === 0) this.cmdqBaseHi = v;
-        return;
-      case SmmuReg.CMDQ_PROD:
-        this.cmdqProd = v & ((2 << this.cmdqLog2) - 1);
-        this.consumeCmdq();
-        return;
-      case SmmuReg.CMDQ_CONS:
-        if ((this.cr0 & CR0_CMDQEN) === 0) this.cmdqCons = v & ((2 << this.cmdqLog2) - 1);
-        return;
-      case SmmuReg.EVTQ_BASE:
-        if (!this.evtqEnabled) this.evtqBaseLo = v;
-        return;
-      case SmmuReg.EVTQ_BASE + 4:
-        if (!this.evtqEnabled) this.evtqBaseHi = v;
-        return;
-      case SmmuReg.EVTQ_PROD - PAGE1_OFFSET:
-        if (!this.evtqEnabled) this.evtqProd = v & (((2 << this.evtqLog2) - 1) | Q_OVF);
-        return;
-      case SmmuReg.EVTQ_CONS - PAGE1_OFFSET:
-        this.evtqCons = (v & (((2 << this.evtqLog2) - 1) | Q_OVF)) >>> 0;
-        return;
-      case SmmuReg.GERROR_IRQ_CFG0:
-      case SmmuReg.GERROR_IRQ_CFG0 + 4:
-      case SmmuReg.GERROR_IRQ_CFG1:
-      case SmmuReg.GERROR_IRQ_CFG2:
-      case SmmuReg.EVTQ_IRQ_CFG0:
-      case SmmuReg.EVTQ_IRQ_CFG0 + 4:
-      case SmmuReg.EVTQ_IRQ_CFG1:
-      case SmmuReg.EVTQ_IRQ_CFG2:
-        this.plain.set(off, v);
-        return;
-      default:
-        return; // read-only or unimplemented: write ignored
-    }
-  }
-
-  // ==============================================================================================
-  // Interrupts
-
-  private enter(): void {
-    this.depth++;
-  }
-
-  private leave(): void {
-    if (--this.depth > 0) return;
-    if (this.delivering) {
-      while (this.pendGerror) {
-        this.pendGerror = false;
-        if ((this.irqCtrl & IRQ_CTRL_GERROR_IRQEN) !== 0) this.irq.gerror?.();
-      }
-      return;
-    }
-    this.delivering = true;
-    try {
-      for (;;) {
-        if (this.pendGerror) {
-          this.pendGerror = false;
-          if ((this.irqCtrl & IRQ_CTRL_GERROR_IRQEN) !== 0) this.irq.gerror?.();
-          continue;
-        }
-        if (this.pendEvtq) {
-          this.pendEvtq = false;
-          if ((this.irqCtrl & IRQ_CTRL_EVTQ_IRQEN) !== 0) this.irq.eventq?.();
-          continue;
-        }
-        break;
-      }
-    } finally {
-      this.delivering = false;
-    }
-  }
-
-  /** Run fn as one call into the vSMMU (interrupts it raises are delivered when it returns). */
-  batch<T>(fn: () => T): T {
-    this.enter();
-    try {
-      return fn();
-    } finally {
-      this.leave();
-    }
-  }
-
-  private raiseGerror(bit: number): void {
-    // a global error becomes active by toggling its GERROR bit to differ from GERRORN
-    if (((this.gerror ^ this.gerrorn) & bit) !== 0) return;
-    this.gerror = (this.gerror ^ bit) >>> 0;
-    this.pendGerror = true;
-  }
-
-  private cmdqErrActive(): boolean {
-    return ((this.gerror ^ this.gerrorn) & GERROR_CMDQ_ERR) !== 0;
+  protected override gbpaUpdated(): void {
+    this.backend.configChanged();
   }
 
   // ==============================================================================================
@@ -483,7 +163,7 @@ export class VSmmu {
     return out;
   }
 
-  private writeWords(gpa: number, w: Uint32Array): boolean {
+  protected writeQueueWords(gpa: number, w: Uint32Array): boolean {
     if (!this.ram.contains(gpa, w.length * 4)) return false;
     const f = this.ram.frameU32(Math.floor(gpa / 4096));
     const i = (gpa % 4096) >>> 2;
@@ -503,7 +183,7 @@ export class VSmmu {
     const cfg = this.strtabCfg;
     const log2size = cfg & 0x3f;
     const fmt = (cfg >>> 16) & 3;
-    const base = this.baseAddr(this.strtabBaseLo, this.strtabBaseHi, 0xffffffc0);
+    const base = this.strtabAddr;
     if (!Number.isInteger(vsid) || vsid < 0 || vsid >= 2 ** Math.min(log2size, this.sidBits)) return null;
     if (fmt !== STRTAB_FMT_2LVL) return this.readWords(base + vsid * STE_BYTES, 16);
     const split = (cfg >>> 6) & 0x1f;
@@ -511,7 +191,7 @@ export class VSmmu {
     if (l1 === null) return null;
     const span = l1[0] & 0x1f;
     if (span === 0) return null;
-    const l2 = this.baseAddr(l1[0], l1[1], 0xffffffc0);
+    const l2 = SmmuRegisterFile.baseAddr(l1[0], l1[1], 0xffffffc0);
     const i = vsid % 2 ** split;
     if (i >= 2 ** (span - 1)) return null;
     return this.readWords(l2 + i * STE_BYTES, 16);
@@ -520,7 +200,7 @@ export class VSmmu {
   // ==============================================================================================
   // Command queue
 
-  private consumeCmdq(): void {
+  protected consumeCmdq(): void {
     if ((this.cr0 & CR0_CMDQEN) === 0 || this.cmdqErrActive()) return;
     const log2 = this.cmdqLog2;
     const base = this.cmdqAddr;
@@ -535,17 +215,17 @@ export class VSmmu {
       if (r.errno === null && r.done === cmds.length) return true;
       // the commands before the failing one are done; CONS stops at it
       let cons = runStart;
-      for (let i = 0; i < r.done; i++) cons = qInc(cons, log2);
+      for (let i = 0; i < r.done; i++) cons = SmmuRegisterFile.qInc(cons, log2);
       this.cmdqCons = cons;
-      this.cmdError(cons, cmds[r.done] ?? new Uint32Array(4), CmdqErr.ILL, r.errno ?? "EIO", "the host refused the forwarded command");
+      this.cmdError(cmds[r.done] ?? new Uint32Array(4), CmdqErr.ILL, r.errno ?? "EIO", "the host refused the forwarded command");
       return false;
     };
-    while (qIdx(this.cmdqCons, log2) !== qIdx(this.cmdqProd, log2) || qWrap(this.cmdqCons, log2) !== qWrap(this.cmdqProd, log2)) {
+    while (!SmmuRegisterFile.qEmpty(this.cmdqProd, this.cmdqCons, log2)) {
       const cons = this.cmdqCons;
-      const w = this.readWords(base + qIdx(cons, log2) * 16, 4);
+      const w = this.readWords(base + SmmuRegisterFile.qIdx(cons, log2) * 16, 4);
       if (w === null) {
         if (!flush()) return;
-        this.cmdError(cons, new Uint32Array(4), CmdqErr.ABT, null, "command queue outside guest RAM");
+        this.cmdError(new Uint32Array(4), CmdqErr.ABT, null, "command queue outside guest RAM");
         return;
       }
       this.stats.commands++;
@@ -553,31 +233,31 @@ export class VSmmu {
       const why = this.illegal(w, op);
       if (why !== null) {
         if (!flush()) return;
-        this.cmdError(cons, w, CmdqErr.ILL, null, why);
+        this.cmdError(w, CmdqErr.ILL, null, why);
         return;
       }
       if (FORWARDED.has(op)) {
         if (run.length === 0) runStart = cons;
         run.push(w);
-        this.cmdqCons = qInc(cons, log2);
+        this.cmdqCons = SmmuRegisterFile.qInc(cons, log2);
         continue;
       }
       if (!flush()) return;
       const errno = this.execute(w, op);
       if (errno !== null) {
-        this.cmdError(cons, w, CmdqErr.ILL, errno, "the VMM could not carry out the command");
+        this.cmdError(w, CmdqErr.ILL, errno, "the VMM could not carry out the command");
         return;
       }
-      this.cmdqCons = qInc(this.cmdqCons, log2);
+      this.cmdqCons = SmmuRegisterFile.qInc(this.cmdqCons, log2);
     }
     flush();
   }
 
-  private cmdError(cons: number, w: Uint32Array, err: number, errno: string | null, why: string): void {
-    this.cmdqCons = ((cons & ~CMDQ_CONS_ERR_MASK) | (err << CMDQ_CONS_ERR_SHIFT)) >>> 0;
-    this.cmdErrors.push({ index: qIdx(cons, this.cmdqLog2), words: w.slice(), err, errno, why });
+  /** The command at CONS is illegal or failed: stop the queue there and keep a record. */
+  private cmdError(w: Uint32Array, err: number, errno: string | null, why: string): void {
+    this.stopCmdq(err);
+    this.cmdErrors.push({ index: SmmuRegisterFile.qIdx(this.cmdqCons, this.cmdqLog2), words: w.slice(), err, errno, why });
     if (this.cmdErrors.length > 64) this.cmdErrors.shift();
-    this.raiseGerror(GERROR_CMDQ_ERR);
   }
 
   /** Why command w is CERROR_ILL on this vSMMU, or null. */
@@ -655,43 +335,20 @@ export class VSmmu {
    */
   pushEvent(rec: Uint32Array): boolean {
     assert(rec.length === EVENT_BYTES / 4, "an event record is 8 words");
-    this.enter();
-    try {
-      if (!this.evtqEnabled) {
-        this.stats.eventsLost++;
-        return false;
-      }
-      const log2 = this.evtqLog2;
-      const prod = this.evtqProd;
-      const cons = this.evtqCons;
-      if (qIdx(prod, log2) === qIdx(cons, log2) && qWrap(prod, log2) !== qWrap(cons, log2)) {
-        this.overflow();
-        return false;
-      }
-      if (!this.writeWords(this.evtqAddr + qIdx(prod, log2) * EVENT_BYTES, rec)) {
-        this.stats.eventsLost++;
-        this.raiseGerror(GERROR_EVTQ_ABT_ERR);
-        return false;
-      }
-      this.evtqProd = ((prod & Q_OVF) | qInc(prod & ~Q_OVF, log2)) >>> 0;
-      this.stats.eventsWritten++;
-      this.pendEvtq = true;
-      return true;
-    } finally {
-      this.leave();
-    }
+    return this.batch(() => {
+      const r = this.pushRecord(false, rec);
+      if (r === Push.WRITTEN) this.stats.eventsWritten++;
+      else this.stats.eventsLost++;
+      return r === Push.WRITTEN;
+    });
   }
 
   /** Events were lost (the queue was full, or the host's vEVENTQ overflowed): flag overflow. */
   overflow(): void {
-    this.enter();
-    try {
+    this.batch(() => {
       this.stats.eventsLost++;
-      if (((this.evtqProd ^ this.evtqCons) & Q_OVF) === 0) this.evtqProd = (this.evtqProd ^ Q_OVF) >>> 0;
-      this.pendEvtq = true;
-    } finally {
-      this.leave();
-    }
+      this.flagOverflow(false);
+    });
   }
 }
 

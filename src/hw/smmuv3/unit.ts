@@ -3,19 +3,17 @@
  * table, context descriptors and VMSAv8-64 page tables in simulated physical memory, with the
  * caches and queues the architecture gives software to manage.
  *
- *  - Registers: readReg / writeReg over the architecture's offsets (unit-regs.ts), 32 bits at a
- *    time; 64-bit registers are two halves (writeReg64 / readReg64 at the edge). CR0 is
- *    acknowledged at once (CR0ACK), GBPA updates complete at once.
+ *  - Registers: the register file it shares with the guest's vSMMU (regfile.ts): readReg /
+ *    writeReg over the architecture's offsets, 32 bits at a time (readReg64 / writeReg64 at the
+ *    edge); CR0 acknowledged at once, GBPA updates complete at once; the event and PRI queues'
+ *    producer side (a full queue drops the record and flags overflow); interrupts (`irq`, enabled
+ *    by IRQ_CTRL) delivered when the outermost call into the unit returns (after a register write
+ *    or a DMA), never in the middle of an operation.
  *  - Command queue: writing CMDQ_PROD makes the unit consume commands until CONS reaches PROD,
  *    synchronously. An illegal command (unknown opcode, a reserved bit set, a command of a feature
  *    the unit lacks, a Secure command) stops the queue at it with CMDQ_CONS.ERR = CERROR_ILL and
  *    GERROR.CMDQ_ERR active; writing GERRORN to acknowledge restarts it (at the same entry, which
  *    software has replaced, as Linux's skip does).
- *  - Event and PRI queues: records written at PROD; a full queue drops the record and flags
- *    overflow (PROD.OVFLG toggled while it equals CONS.OVACKFLG).
- *  - Interrupts: the handlers in `irq`, enabled by IRQ_CTRL, are called when the outermost call
- *    into the unit returns (after a register write or a DMA), never in the middle of an
- *    operation. A handler may call back into the unit.
  *  - Caches: valid STEs (per StreamID), valid CDs (per StreamID and SubstreamID) and L1 CD
  *    descriptors (valid or not) are cached on use and kept until a CFGI command covers them
  *    (CFGI_STE also drops the CDs fetched through the STE); translations are cached in an Iotlb
@@ -34,6 +32,7 @@ import { assert } from "../../errno.js";
 import { DONE, doneResult, iovaOffset, iovaPage, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
 import { Iotlb, type IotlbOptions } from "../iotlb.js";
 import type { HwMemory } from "../memory.js";
+import { Push, SmmuRegisterFile } from "./regfile.js";
 import { PageTableEngine } from "../pagetable/engine.js";
 import {
   ACC_EXEC,
@@ -73,30 +72,8 @@ import {
 import { EVENT_LAYOUTS, EventClass, EventId, PriEntry, type EventKind } from "./events.js";
 import { oasBits } from "./regs.js";
 import { Cd, L1Cd, L1Std, S1Dss, S1Fmt, Ste, SteConfig, cdLeafEntries } from "./tables.js";
-import { cdWellFormed, decodeFeatures, s1Geometry, s2Geometry, steWellFormed, type SmmuFeatures } from "./unit-config.js";
-import {
-  CMDQ_CONS_ERR_MASK,
-  CMDQ_CONS_ERR_SHIFT,
-  CR0_CMDQEN,
-  CR0_EVTQEN,
-  CR0_MASK,
-  CR0_PRIQEN,
-  CR0_SMMUEN,
-  CmdqErr,
-  GBPA_ABORT,
-  GBPA_UPDATE,
-  GERROR_CMDQ_ERR,
-  IRQ_CTRL_EVTQ_IRQEN,
-  IRQ_CTRL_GERROR_IRQEN,
-  IRQ_CTRL_PRIQ_IRQEN,
-  PAGE1_OFFSET,
-  Q_OVF,
-  STRTAB_FMT_2LVL,
-  STRTAB_FMT_LINEAR,
-  SmmuReg,
-  defaultIdRegs,
-  type SmmuIdRegs,
-} from "./unit-regs.js";
+import { cdWellFormed, s1Geometry, s2Geometry, steWellFormed } from "./unit-config.js";
+import { CR0_CMDQEN, CR0_EVTQEN, CR0_PRIQEN, CR0_SMMUEN, CmdqErr, GBPA_ABORT, STRTAB_FMT_2LVL, STRTAB_FMT_LINEAR, defaultIdRegs, type SmmuIdRegs } from "./unit-regs.js";
 import { modPow2 } from "../../util/num.js";
 
 export { SmmuReg } from "./unit-regs.js";
@@ -110,14 +87,7 @@ export interface SmmuUnitOptions {
 }
 
 /** Interrupt handlers (wired or MSI, as the driver sets them up); enabled by IRQ_CTRL. */
-export interface SmmuIrqHandlers {
-  /** New records in the event queue (or an overflow). */
-  eventq?: () => void;
-  /** New entries in the PRI queue (or an overflow). */
-  priq?: () => void;
-  /** A global error became active (GERROR differs from GERRORN). */
-  gerror?: () => void;
-}
+export type { SmmuIrqHandlers } from "./regfile.js";
 
 export interface SmmuUnitStats {
   steFetches: number;
@@ -198,41 +168,12 @@ function bit(v: boolean): number {
   return v ? 1 : 0;
 }
 
-export class SmmuUnit implements DmaPort {
+export class SmmuUnit extends SmmuRegisterFile implements DmaPort {
   readonly mem: HwMemory;
-  readonly idRegs: Readonly<SmmuIdRegs>;
-  readonly features: SmmuFeatures;
   readonly tlb: Iotlb;
-  irq: SmmuIrqHandlers = {};
   readonly stats: SmmuUnitStats = { steFetches: 0, cdFetches: 0, walks: 0, commands: 0, events: 0, eventsLost: 0, stalls: 0, pageRequests: 0 };
   /** CMD_SYNC with CS = SEV: the events signalled (a WFE waiter would wake). */
   sevCount = 0;
-
-  // ---- registers ---------------------------------------------------------------------------------
-  private cr0 = 0;
-  private cr1 = 0;
-  private cr2 = 0;
-  private gbpa = 0;
-  private irqCtrl = 0;
-  private gerror = 0;
-  private gerrorn = 0;
-  private strtabLo = 0;
-  private strtabHi = 0;
-  private strtabCfg = 0;
-  private cmdqLo = 0;
-  private cmdqHi = 0;
-  private cmdqProd = 0;
-  private cmdqCons = 0;
-  private evtqLo = 0;
-  private evtqHi = 0;
-  private evtqProd = 0;
-  private evtqCons = 0;
-  private priqLo = 0;
-  private priqHi = 0;
-  private priqProd = 0;
-  private priqCons = 0;
-  /** IRQ_CFG registers and anything else that only stores. */
-  private readonly plain = new Map<number, number>();
 
   // ---- caches -------------------------------------------------------------------------------------
   private readonly steCache = new Map<number, SteCfg>();
@@ -277,222 +218,26 @@ export class SmmuUnit implements DmaPort {
   private readonly priEnabled = new Set<number>();
   private lastPending: PendingRec | null = null;
 
-  // ---- interrupt delivery ---------------------------------------------------------------------------
-  private depth = 0;
-  private delivering = false;
-  private irqEvtq = false;
-  private irqPriq = false;
-  private irqGerror = false;
-
   constructor(mem: HwMemory, opts: SmmuUnitOptions = {}) {
+    super({ ...defaultIdRegs(), ...opts.idRegs });
     this.mem = mem;
-    this.idRegs = Object.freeze({ ...defaultIdRegs(), ...opts.idRegs });
-    this.features = decodeFeatures(this.idRegs);
     this.tlb = new Iotlb({ capacity: opts.tlb?.capacity ?? 256, policy: opts.tlb?.policy ?? "reset" });
   }
 
   // =================================================================================================
   // Registers
 
-  readReg(off: number): number {
-    const r = this.idRegs;
-    switch (off) {
-      case SmmuReg.IDR0:
-        return r.idr0;
-      case SmmuReg.IDR1:
-        return r.idr1;
-      case SmmuReg.IDR2:
-        return r.idr2;
-      case SmmuReg.IDR3:
-        return r.idr3;
-      case SmmuReg.IDR4:
-        return r.idr4;
-      case SmmuReg.IDR5:
-        return r.idr5;
-      case SmmuReg.IIDR:
-        return r.iidr;
-      case SmmuReg.AIDR:
-        return r.aidr;
-      case SmmuReg.CR0:
-      case SmmuReg.CR0ACK:
-        return this.cr0;
-      case SmmuReg.CR1:
-        return this.cr1;
-      case SmmuReg.CR2:
-        return this.cr2;
-      case SmmuReg.STATUSR:
-        return 0;
-      case SmmuReg.GBPA:
-        return this.gbpa;
-      case SmmuReg.IRQ_CTRL:
-      case SmmuReg.IRQ_CTRLACK:
-        return this.irqCtrl;
-      case SmmuReg.GERROR:
-        return this.gerror;
-      case SmmuReg.GERRORN:
-        return this.gerrorn;
-      case SmmuReg.STRTAB_BASE:
-        return this.strtabLo;
-      case SmmuReg.STRTAB_BASE + 4:
-        return this.strtabHi;
-      case SmmuReg.STRTAB_BASE_CFG:
-        return this.strtabCfg;
-      case SmmuReg.CMDQ_BASE:
-        return this.cmdqLo;
-      case SmmuReg.CMDQ_BASE + 4:
-        return this.cmdqHi;
-      case SmmuReg.CMDQ_PROD:
-        return this.cmdqProd;
-      case SmmuReg.CMDQ_CONS:
-        return this.cmdqCons;
-      case SmmuReg.EVTQ_BASE:
-        return this.evtqLo;
-      case SmmuReg.EVTQ_BASE + 4:
-        return this.evtqHi;
-      case SmmuReg.EVTQ_PROD:
-      case SmmuReg.EVTQ_PROD - PAGE1_OFFSET:
-        return this.evtqProd;
-      case SmmuReg.EVTQ_CONS:
-      case SmmuReg.EVTQ_CONS - PAGE1_OFFSET:
-        return this.evtqCons;
-      case SmmuReg.PRIQ_BASE:
-        return this.priqLo;
-      case SmmuReg.PRIQ_BASE + 4:
-        return this.priqHi;
-      case SmmuReg.PRIQ_PROD:
-      case SmmuReg.PRIQ_PROD - PAGE1_OFFSET:
-        return this.priqProd;
-      case SmmuReg.PRIQ_CONS:
-      case SmmuReg.PRIQ_CONS - PAGE1_OFFSET:
-        return this.priqCons;
-      default:
-        return this.plain.get(off) ?? 0;
-    }
+  protected override cr0Written(): void {
+    this.forgetRoute();
   }
 
-  writeReg(off: number, value: number): void {
-    const v = value >>> 0;
-    this.enter();
-    try {
-      this.write32(off, v);
-    } finally {
-      this.leave();
-    }
+  protected override gbpaUpdated(): void {
+    this.forgetRoute();
   }
 
-  readReg64(off: number): bigint {
-    return BigInt(this.readReg(off)) | (BigInt(this.readReg(off + 4)) << 32n);
-  }
-
-  writeReg64(off: number, value: bigint): void {
-    const x = BigInt.asUintN(64, value);
-    this.enter();
-    try {
-      this.write32(off, Number(x & 0xffffffffn));
-      this.write32(off + 4, Number(x >> 32n));
-    } finally {
-      this.leave();
-    }
-  }
-
-  private write32(off: number, v: number): void {
-    const en = this.cr0;
-    switch (off) {
-      case SmmuReg.CR0: {
-        this.cr0 = v & CR0_MASK;
-        this.forgetRoute();
-        if ((this.cr0 & CR0_CMDQEN) !== 0) this.consumeCmdq();
-        return;
-      }
-      case SmmuReg.CR1:
-        this.cr1 = v;
-        return;
-      case SmmuReg.CR2:
-        this.cr2 = v;
-        return;
-      case SmmuReg.GBPA:
-        if ((v & GBPA_UPDATE) !== 0) {
-          this.gbpa = v & ~GBPA_UPDATE;
-          this.forgetRoute();
-        }
-        return;
-      case SmmuReg.IRQ_CTRL:
-        this.irqCtrl = v & 7;
-        return;
-      case SmmuReg.GERRORN: {
-        const wasStopped = ((this.gerror ^ this.gerrorn) & GERROR_CMDQ_ERR) !== 0;
-        this.gerrorn = v;
-        if (wasStopped && ((this.gerror ^ this.gerrorn) & GERROR_CMDQ_ERR) === 0) this.consumeCmdq();
-        return;
-      }
-      // The stream table base may only change while the SMMU is disabled (ignored otherwise).
-      case SmmuReg.STRTAB_BASE:
-        if ((en & CR0_SMMUEN) === 0) this.strtabLo = v;
-        return;
-      case SmmuReg.STRTAB_BASE + 4:
-        if ((en & CR0_SMMUEN) === 0) this.strtabHi = v;
-        return;
-      case SmmuReg.STRTAB_BASE_CFG:
-        if ((en & CR0_SMMUEN) === 0) this.strtabCfg = v & 0x307ff;
-        return;
-      // Queue bases and the unit-owned index may only change while the queue is disabled.
-      case SmmuReg.CMDQ_BASE:
-        if ((en & CR0_CMDQEN) === 0) this.cmdqLo = v;
-        return;
-      case SmmuReg.CMDQ_BASE + 4:
-        if ((en & CR0_CMDQEN) === 0) this.cmdqHi = v;
-        return;
-      case SmmuReg.CMDQ_PROD:
-        this.cmdqProd = v & 0xfffff;
-        this.consumeCmdq();
-        return;
-      case SmmuReg.CMDQ_CONS:
-        if ((en & CR0_CMDQEN) === 0) this.cmdqCons = v & 0xfffff;
-        return;
-      case SmmuReg.EVTQ_BASE:
-        if ((en & CR0_EVTQEN) === 0) this.evtqLo = v;
-        return;
-      case SmmuReg.EVTQ_BASE + 4:
-        if ((en & CR0_EVTQEN) === 0) this.evtqHi = v;
-        return;
-      case SmmuReg.EVTQ_PROD:
-      case SmmuReg.EVTQ_PROD - PAGE1_OFFSET:
-        if ((en & CR0_EVTQEN) === 0) this.evtqProd = v & (0xfffff | Q_OVF);
-        return;
-      case SmmuReg.EVTQ_CONS:
-      case SmmuReg.EVTQ_CONS - PAGE1_OFFSET:
-        this.evtqCons = v & (0xfffff | Q_OVF);
-        return;
-      case SmmuReg.PRIQ_BASE:
-        if ((en & CR0_PRIQEN) === 0) this.priqLo = v;
-        return;
-      case SmmuReg.PRIQ_BASE + 4:
-        if ((en & CR0_PRIQEN) === 0) this.priqHi = v;
-        return;
-      case SmmuReg.PRIQ_PROD:
-      case SmmuReg.PRIQ_PROD - PAGE1_OFFSET:
-        if ((en & CR0_PRIQEN) === 0) this.priqProd = v & (0xfffff | Q_OVF);
-        return;
-      case SmmuReg.PRIQ_CONS:
-      case SmmuReg.PRIQ_CONS - PAGE1_OFFSET:
-        this.priqCons = v & (0xfffff | Q_OVF);
-        return;
-      case SmmuReg.IDR0:
-      case SmmuReg.IDR1:
-      case SmmuReg.IDR2:
-      case SmmuReg.IDR3:
-      case SmmuReg.IDR4:
-      case SmmuReg.IDR5:
-      case SmmuReg.IIDR:
-      case SmmuReg.AIDR:
-      case SmmuReg.CR0ACK:
-      case SmmuReg.IRQ_CTRLACK:
-      case SmmuReg.GERROR:
-      case SmmuReg.STATUSR:
-        return; // read-only
-      default:
-        this.plain.set(off, v);
-    }
+  protected writeQueueWords(addr: number, words: Uint32Array): boolean {
+    for (let i = 0; i < words.length; i++) this.mem.write32(addr + 4 * i, words[i]);
+    return true;
   }
 
   /** The PCIe device behind `sid` has its Page Request Interface enabled (or not). */
@@ -514,49 +259,6 @@ export class SmmuUnit implements DmaPort {
   /** Stalled transactions and page request groups waiting for software. */
   get pendingCount(): number {
     return this.stalls.size + this.prgs.size;
-  }
-
-  // =================================================================================================
-  // Interrupt delivery: at the end of the outermost call into the unit.
-
-  private enter(): void {
-    this.depth++;
-  }
-
-  private leave(): void {
-    if (--this.depth > 0) return;
-    if (this.delivering) {
-      // A handler's own register write: the global-error interrupt is a line of its own and is
-      // taken at once (a command issued from a handler must not wait for that handler to return).
-      while (this.irqGerror) {
-        this.irqGerror = false;
-        if ((this.irqCtrl & IRQ_CTRL_GERROR_IRQEN) !== 0 && this.irq.gerror) this.irq.gerror();
-      }
-      return;
-    }
-    this.delivering = true;
-    try {
-      for (;;) {
-        if (this.irqGerror) {
-          this.irqGerror = false;
-          if ((this.irqCtrl & IRQ_CTRL_GERROR_IRQEN) !== 0 && this.irq.gerror) this.irq.gerror();
-          continue;
-        }
-        if (this.irqEvtq) {
-          this.irqEvtq = false;
-          if ((this.irqCtrl & IRQ_CTRL_EVTQ_IRQEN) !== 0 && this.irq.eventq) this.irq.eventq();
-          continue;
-        }
-        if (this.irqPriq) {
-          this.irqPriq = false;
-          if ((this.irqCtrl & IRQ_CTRL_PRIQ_IRQEN) !== 0 && this.irq.priq) this.irq.priq();
-          continue;
-        }
-        break;
-      }
-    } finally {
-      this.delivering = false;
-    }
   }
 
   // =================================================================================================
@@ -697,7 +399,7 @@ export class SmmuUnit implements DmaPort {
       }
       return { status: "faulted", bytes: pos, fault };
     }
-    if (this.fStallable && (this.cr0 & CR0_EVTQEN) !== 0 && this.stalls.size < Math.max(1, f.stallMax) && !this.queueFull(this.evtqProd, this.evtqCons, this.evtqLog2())) {
+    if (this.fStallable && (this.cr0 & CR0_EVTQEN) !== 0 && this.stalls.size < Math.max(1, f.stallMax) && !SmmuRegisterFile.qFull(this.evtqProd, this.evtqCons, this.evtqLog2)) {
       const stag = this.allocStag();
       const r = rec ?? this.newPending(req, pos, fault);
       r.pos = pos;
@@ -993,10 +695,6 @@ export class SmmuUnit implements DmaPort {
 
   // ---- configuration fetch ------------------------------------------------------------------------
 
-  private evtqLog2(): number {
-    return Math.min(this.evtqLo & 0x1f, this.features.evtqLog2);
-  }
-
   /** The 16 words of the STE (or CD) at byte address pa, without materializing memory. */
   private wordsAt(pa: number): { w: Uint32Array | undefined; b: number } {
     const pfn = Math.floor(pa / 4096);
@@ -1180,44 +878,19 @@ export class SmmuUnit implements DmaPort {
   // =================================================================================================
   // Queues
 
-  private queueFull(prod: number, cons: number, log2: number): boolean {
-    const n = 2 ** log2;
-    const wrap = n;
-    return ((prod ^ cons) & wrap) !== 0 && (prod & (n - 1)) === (cons & (n - 1));
-  }
-
-  /** The next index of a queue pointer (index and wrap bit advance; the overflow flag stays). */
-  private static advance(ptr: number, log2: number): number {
-    const mask = 2 ** (log2 + 1) - 1;
-    return ((ptr & Q_OVF) | (((ptr & mask) + 1) & mask)) >>> 0;
-  }
-
   /** Write an event record (8 words) at EVTQ PROD: false when it was discarded or lost. */
   private recordEvent(words: Uint32Array): boolean {
-    if ((this.cr0 & CR0_EVTQEN) === 0) return false;
-    const log2 = this.evtqLog2();
-    if (this.queueFull(this.evtqProd, this.evtqCons, log2)) {
-      if ((this.evtqProd & Q_OVF) === (this.evtqCons & Q_OVF)) this.evtqProd = (this.evtqProd ^ Q_OVF) >>> 0;
-      this.stats.eventsLost++;
-      this.irqEvtq = true;
-      return false;
-    }
-    const base = (this.evtqLo & 0xffffffe0) + (this.evtqHi & 0xfffff) * 4294967296;
-    const pa = base + (this.evtqProd & (2 ** log2 - 1)) * 32;
-    for (let i = 0; i < 8; i++) this.mem.write32(pa + 4 * i, words[i]);
-    this.evtqProd = SmmuUnit.advance(this.evtqProd, log2);
-    this.stats.events++;
-    this.irqEvtq = true;
-    return true;
+    const r = this.pushRecord(false, words);
+    if (r === Push.WRITTEN) this.stats.events++;
+    else if (r === Push.FULL) this.stats.eventsLost++;
+    return r === Push.WRITTEN;
   }
 
   /** Send a page request for vpn to the PRI queue; false when it could not be queued. */
   private pageRequest(req: DmaRequest, vpn: number, rec: PendingRec): boolean {
     if ((this.cr0 & CR0_PRIQEN) === 0) return false;
-    const log2 = Math.min(this.priqLo & 0x1f, this.features.priqLog2);
-    if (this.queueFull(this.priqProd, this.priqCons, log2)) {
-      if ((this.priqProd & Q_OVF) === (this.priqCons & Q_OVF)) this.priqProd = (this.priqProd ^ Q_OVF) >>> 0;
-      this.irqPriq = true;
+    if (SmmuRegisterFile.qFull(this.priqProd, this.priqCons, this.priqLog2)) {
+      this.flagOverflow(true);
       return false;
     }
     let prg = this.nextPrg.get(req.sid) ?? 0;
@@ -1238,38 +911,32 @@ export class SmmuUnit implements DmaPort {
       prgIndex: prg,
       addr: vpn * 4096,
     });
-    const base = (this.priqLo & 0xffffffe0) + (this.priqHi & 0xfffff) * 4294967296;
-    const pa = base + (this.priqProd & (2 ** log2 - 1)) * 16;
-    for (let i = 0; i < 4; i++) this.mem.write32(pa + 4 * i, words[i]);
-    this.priqProd = SmmuUnit.advance(this.priqProd, log2);
+    // (host memory takes any write: the push cannot fail once the queue had room)
+    if (this.pushRecord(true, words) !== Push.WRITTEN) return false;
     rec.prgKey = req.sid * 512 + prg;
     this.prgs.set(rec.prgKey, rec);
     this.stats.pageRequests++;
-    this.irqPriq = true;
     return true;
   }
 
   // ---- the command queue --------------------------------------------------------------------------
 
-  private consumeCmdq(): void {
+  protected consumeCmdq(): void {
     if ((this.cr0 & CR0_CMDQEN) === 0) return;
-    const log2 = Math.min(this.cmdqLo & 0x1f, this.features.cmdqLog2);
-    const mask = 2 ** (log2 + 1) - 1;
-    const base = (this.cmdqLo & 0xffffffe0) + (this.cmdqHi & 0xfffff) * 4294967296;
+    const log2 = this.cmdqLog2;
+    const base = this.cmdqAddr;
     const w = new Uint32Array(4);
-    while ((this.cmdqCons & mask) !== (this.cmdqProd & mask)) {
-      if (((this.gerror ^ this.gerrorn) & GERROR_CMDQ_ERR) !== 0) return;
-      const pa = base + (this.cmdqCons & (2 ** log2 - 1)) * 16;
+    while (!SmmuRegisterFile.qEmpty(this.cmdqProd, this.cmdqCons, log2)) {
+      if (this.cmdqErrActive()) return;
+      const pa = base + SmmuRegisterFile.qIdx(this.cmdqCons, log2) * 16;
       for (let i = 0; i < 4; i++) w[i] = this.mem.read32(pa + 4 * i);
       this.stats.commands++;
       const err = this.execCmd(w);
       if (err !== CmdqErr.NONE) {
-        this.cmdqCons = ((this.cmdqCons & ~CMDQ_CONS_ERR_MASK) | (err << CMDQ_CONS_ERR_SHIFT)) >>> 0;
-        this.gerror = (this.gerror ^ GERROR_CMDQ_ERR) >>> 0;
-        this.irqGerror = true;
+        this.stopCmdq(err);
         return;
       }
-      this.cmdqCons = ((this.cmdqCons & ~mask) | (((this.cmdqCons & mask) + 1) & mask)) >>> 0;
+      this.cmdqCons = SmmuRegisterFile.qInc(this.cmdqCons, log2);
     }
   }
 
