@@ -7,6 +7,7 @@
  * below 2^53). Inside, units work in page numbers (iova / 4096, exact in a double) and an in-page
  * offset: see {@link iovaPage} and {@link iovaOffset}.
  */
+import type { DeviceBuffer } from "../mm/data-memory.js";
 import { modPow2 } from "../util/num.js";
 
 /** The kind of a translation failure, common to both architectures (each unit also gives its code). */
@@ -112,6 +113,19 @@ export interface DmaPort {
    * fault (nothing is recorded or reported: a probe, as an ATS translation request would be).
    */
   translatePage(sid: number, pasid: number, vpn: number, write: boolean): number;
+  /**
+   * A user-level DMA of `len` bytes at `iova` (a number) between a device model's own buffer
+   * (PhysMem.dmaBuffer: bytes [0, len) of it) and memory: the result dma() gives for
+   * `bufferedRequest(sid, pasid, iova, len, write, buf)`, and the same effects. A device model's hot
+   * loop calls this: no request object, and for a buffer in the data memory the unit may do the
+   * common case (an IOTLB hit within one page) as one copy inside that memory.
+   */
+  dmaBuffered(sid: number, pasid: number, iova: number, len: number, write: boolean, buf: DeviceBuffer): DmaResult;
+}
+
+/** The request DmaPort.dmaBuffered stands for. */
+export function bufferedRequest(sid: number, pasid: number, iova: number, len: number, write: boolean, buf: DeviceBuffer): DmaRequest {
+  return { sid, pasid, iova, length: len, write, data: len === buf.bytes.length ? buf.bytes : buf.bytes.subarray(0, len) };
 }
 
 /** The 4 KiB page number of a request's IOVA (exact: at most 2^52). */

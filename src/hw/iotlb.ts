@@ -24,6 +24,55 @@ export interface IotlbOptions {
   /** Most entries held (default 1024: QEMU's VTD_IOTLB_MAX_SIZE). */
   capacity?: number;
   policy?: IotlbPolicy;
+  /**
+   * Where the arrays a lookup reads live: `iotlbPlacementBytes(capacity)` bytes of `buffer` at
+   * byte `at` (8-aligned, zeroed), so that code outside JavaScript can look up there too (see
+   * `placed`). By default the IOTLB has arrays of its own.
+   */
+  place?: { buffer: ArrayBuffer; at: number };
+}
+
+/**
+ * Byte offsets of a placed IOTLB's lookup arrays in the buffer (IotlbOptions.place), for code
+ * that looks up there: entry j's used flag at used + j (u8), k1 at k1 + 4j (i32), k2 at k2 + 4j,
+ * vpn at vpn + 8j (f64), size class at size + j (u8), ppn at ppn + 8j (f64), perms at perms + j
+ * (u8); hits (f64) counts the lookups made there that hit (the IOTLB's stats add them).
+ */
+export interface IotlbPlacement {
+  readonly slotMask: number;
+  readonly used: number;
+  readonly k1: number;
+  readonly k2: number;
+  readonly vpn: number;
+  readonly size: number;
+  readonly ppn: number;
+  readonly perms: number;
+  readonly hits: number;
+}
+
+/** Slots of an IOTLB of `capacity` entries (a power of two, at least twice the capacity). */
+function slotsFor(capacity: number): number {
+  let slots = 16;
+  while (slots < capacity * 2) slots *= 2;
+  return slots;
+}
+
+function placementAt(at: number, slots: number): IotlbPlacement {
+  // 8-byte arrays first, then the 4-byte ones, then bytes: every array aligned
+  const vpn = at + 8;
+  const ppn = vpn + 8 * slots;
+  const k1 = ppn + 8 * slots;
+  const k2 = k1 + 4 * slots;
+  const used = k2 + 4 * slots;
+  const size = used + slots;
+  const perms = size + slots;
+  return { slotMask: slots - 1, hits: at, vpn, ppn, k1, k2, used, size, perms };
+}
+
+/** Bytes IotlbOptions.place must offer for an IOTLB of `capacity` entries. */
+export function iotlbPlacementBytes(capacity: number): number {
+  const slots = slotsFor(capacity);
+  return 8 + slots * (8 + 8 + 4 + 4 + 1 + 1 + 1);
 }
 
 /** What an invalidation matches; an absent field matches everything. */
@@ -80,6 +129,10 @@ export class Iotlb {
   private n = 0;
   /** Result of the last lookup: slot, or -1. */
   hit = -1;
+  /** Where the lookup arrays are when placed in a shared buffer (IotlbOptions.place), else null. */
+  readonly placed: IotlbPlacement | null;
+  /** The placement's hit counter (lookups made outside JavaScript). */
+  private readonly hitsCell: Float64Array | null;
   /** Counts since creation (plain fields: lookup stays small enough to inline). */
   private hits = 0;
   private misses = 0;
@@ -93,16 +146,32 @@ export class Iotlb {
     assert(Number.isInteger(capacity) && capacity >= 1 && capacity <= 1 << 22, "IOTLB capacity 1..4M");
     this.capacity = capacity;
     this.policy = opts.policy ?? "reset";
-    let slots = 16;
-    while (slots < capacity * 2) slots *= 2;
+    const slots = slotsFor(capacity);
     this.slotMask = slots - 1;
-    this.used = new Uint8Array(slots);
-    this.k1 = new Int32Array(slots);
-    this.k2 = new Int32Array(slots);
-    this.vpn = new Float64Array(slots);
-    this.sizeLog2 = new Uint8Array(slots);
-    this.ppn = new Float64Array(slots);
-    this.permsA = new Uint8Array(slots);
+    const place = opts.place;
+    if (place !== undefined) {
+      assert(place.at % 8 === 0 && place.at + iotlbPlacementBytes(capacity) <= place.buffer.byteLength, "IOTLB placement inside its buffer, 8-aligned");
+      const p = (this.placed = placementAt(place.at, slots));
+      const b = place.buffer;
+      this.hitsCell = new Float64Array(b, p.hits, 1);
+      this.vpn = new Float64Array(b, p.vpn, slots);
+      this.ppn = new Float64Array(b, p.ppn, slots);
+      this.k1 = new Int32Array(b, p.k1, slots);
+      this.k2 = new Int32Array(b, p.k2, slots);
+      this.used = new Uint8Array(b, p.used, slots);
+      this.sizeLog2 = new Uint8Array(b, p.size, slots);
+      this.permsA = new Uint8Array(b, p.perms, slots);
+    } else {
+      this.placed = null;
+      this.hitsCell = null;
+      this.used = new Uint8Array(slots);
+      this.k1 = new Int32Array(slots);
+      this.k2 = new Int32Array(slots);
+      this.vpn = new Float64Array(slots);
+      this.sizeLog2 = new Uint8Array(slots);
+      this.ppn = new Float64Array(slots);
+      this.permsA = new Uint8Array(slots);
+    }
     this.tagA = new Int32Array(slots);
     this.tagB = new Int32Array(slots);
     this.serial = new Float64Array(slots);
@@ -146,9 +215,14 @@ export class Iotlb {
     return -1;
   }
 
+  /** Hits of lookups made outside JavaScript on the placed arrays (counted in `stats` too). */
+  get placedHits(): number {
+    return this.hitsCell === null ? 0 : this.hitsCell[0];
+  }
+
   /** Counts since creation. */
   get stats(): IotlbStats {
-    return { hits: this.hits, misses: this.misses, inserts: this.inserts, evictions: this.evictions, resets: this.resets, invalidated: this.invalidated };
+    return { hits: this.hits + (this.hitsCell === null ? 0 : this.hitsCell[0]), misses: this.misses, inserts: this.inserts, evictions: this.evictions, resets: this.resets, invalidated: this.invalidated };
   }
 
   /** ACC_* permissions of the entry in `slot` (default: the last hit). */

@@ -14,6 +14,7 @@
  * handed out: 0 means "no slot" in PhysMem's per-frame slot table.
  */
 import { assert } from "../errno.js";
+import { DATA_SLABS, type DataMemory } from "./data-memory.js";
 
 const PAGE_SIZE = 4096;
 /** log2 of the slots in a slab (512 slots: 2 MiB). */
@@ -28,6 +29,18 @@ export class FrameSlabs {
   private readonly free: number[] = [];
   private next = 1;
   private held = 0;
+  /** Where the first DATA_SLABS slabs are (slab k at DATA_AT + k * 2 MiB), if anywhere; how many of them were handed out. */
+  private data: DataMemory | null = null;
+  private dataUsed = 0;
+
+  /**
+   * From now on, slabs 0 .. DATA_SLABS - 1 are those of `m` (so slot s < DATA_SLOTS is at
+   * DATA_AT + s * 4096 in it). Only before the first slab is made.
+   */
+  useDataMemory(m: DataMemory): void {
+    assert(this.slabs.length === 0 && this.dataUsed === 0, "frame slabs: a data memory is chosen before the first slab");
+    this.data = m;
+  }
 
   /** Slots holding a frame's contents. */
   get slots(): number {
@@ -50,8 +63,15 @@ export class FrameSlabs {
     }
     const t = this.next++;
     assert(t < MAX_SLOTS, "frame slabs: out of slot numbers");
-    if (t >>> SLAB_SHIFT === this.slabs.length) this.slabs.push(new Uint8Array(SLAB_SLOTS * PAGE_SIZE));
+    if (t >>> SLAB_SHIFT === this.slabs.length) this.slabs.push(this.newSlab(this.slabs.length));
     return t;
+  }
+
+  private newSlab(k: number): Uint8Array {
+    if (this.data === null || k >= DATA_SLABS) return new Uint8Array(SLAB_SLOTS * PAGE_SIZE);
+    const used = k < this.dataUsed;
+    if (!used) this.dataUsed = k + 1;
+    return this.data.slab(k, used);
   }
 
   /** Give slot s back (its bytes are left as they are until it is handed out again). */

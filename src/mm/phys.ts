@@ -15,6 +15,7 @@
  */
 import { assert } from "../errno.js";
 import { ExtentMap, type PfnRuns } from "../util/extent-map.js";
+import { DataMemory, type DeviceBuffer } from "./data-memory.js";
 import { FrameSlabs, SLAB_SHIFT, SLAB_SLOTS } from "./frame-slabs.js";
 
 /** See PhysMem.contents: bytes [off, off+len) of one frame, or null / false to use the model's copy. */
@@ -258,9 +259,12 @@ export class PhysMem {
   private readonly slabArr: Uint8Array[];
   /**
    * Each frame's slot in `slabs`, indexed by pfn - FIRST_PFN; 0: none (not written, in the arena,
-   * or beyond the table, which grows as frames get slots).
+   * or beyond the table). The data memory's slot table, or without one an array that grows as
+   * frames get slots.
    */
-  private slotTab = new Int32Array(0);
+  private slotTab: Int32Array = new Int32Array(0);
+  /** See DataMemory: undefined until first wanted, null when none could be made. */
+  private dataMem: DataMemory | null | undefined = undefined;
   /** Where useArena's frames keep their contents (see FrameArena); the hardware walkers read it. */
   readonly arena = new FrameArena();
   /** Called when a whole huge page of `frames` frames is freed (hugetlb pool bookkeeping). */
@@ -421,23 +425,55 @@ export class PhysMem {
   private newFrame(pfn: number): Uint8Array {
     checkFrames(pfn, 1);
     const i = pfn - FIRST_PFN;
-    if (!(i >= 0 && pfn < this.next)) {
-      const f = new Uint8Array(PAGE_SIZE);
-      this.setData(pfn, f);
-      return f;
+    if (i >= 0 && pfn < this.next) {
+      const dm = this.dataMemory(); // (chosen before the first slab: FrameSlabs takes its slabs from it)
+      if (i >= this.slotTab.length && dm === null) {
+        let n = Math.max(1024, this.slotTab.length);
+        while (n <= i) n *= 2;
+        const t = new Int32Array(n);
+        t.set(this.slotTab);
+        this.slotTab = t;
+      }
+      if (i < this.slotTab.length) {
+        const s = this.slabs.take();
+        this.slotTab[i] = s;
+        const f = this.slabs.bytesOf(s);
+        this.setData(pfn, f);
+        return f;
+      }
     }
-    const s = this.slabs.take();
-    if (i >= this.slotTab.length) {
-      let n = Math.max(1024, this.slotTab.length);
-      while (n <= i) n *= 2;
-      const t = new Int32Array(n);
-      t.set(this.slotTab);
-      this.slotTab = t;
-    }
-    this.slotTab[i] = s;
-    const f = this.slabs.bytesOf(s);
+    // written before its pfn was allocated, or beyond the data memory's slot table: a page of its own
+    const f = new Uint8Array(PAGE_SIZE);
     this.setData(pfn, f);
     return f;
+  }
+
+  /**
+   * The memory DMAs move bytes in (see DataMemory), made on first use; null where WebAssembly or
+   * the address space for it is missing (everything then lives in ordinary arrays).
+   */
+  dataMemory(): DataMemory | null {
+    if (this.dataMem !== undefined) return this.dataMem;
+    const m = DataMemory.create();
+    this.dataMem = m;
+    if (m !== null) {
+      // (nothing written in a slab yet: the slabs and the slot table start in the memory)
+      if (this.slabs.slots === 0 && this.slabs.bytes === 0) {
+        this.slabs.useDataMemory(m);
+        this.slotTab = m.slotTable;
+      }
+    }
+    return m;
+  }
+
+  /**
+   * A buffer of `length` bytes for a device model's own data (zeroed): in the data memory when
+   * there is room, so that a hardware unit's DMA to or from it can be one copy inside that memory
+   * (DmaPort.dmaBuffered); else an ordinary array (`memory` null).
+   */
+  dmaBuffer(length: number): DeviceBuffer {
+    if (!(Number.isSafeInteger(length) && length > 0)) assert(false, `dmaBuffer: bad length ${length}`);
+    return this.dataMemory()?.allocBuffer(length) ?? { bytes: new Uint8Array(length), memory: null, addr: -1 };
   }
 
   /** Give frame pfn's slab slot back, if it has one (its contents are being dropped or moved). */

@@ -29,8 +29,9 @@
  * CMD_PRI_RESP.
  */
 import { assert } from "../../errno.js";
-import { DONE, doneResult, iovaOffset, iovaPage, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
+import { DONE, bufferedRequest, doneResult, iovaOffset, iovaPage, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
 import { Iotlb, type IotlbOptions } from "../iotlb.js";
+import type { DeviceBuffer } from "../../mm/data-memory.js";
 import type { HwMemory } from "../memory.js";
 import { Push, SmmuRegisterFile } from "./regfile.js";
 import { PageTableEngine } from "../pagetable/engine.js";
@@ -324,6 +325,11 @@ export class SmmuUnit extends SmmuRegisterFile implements DmaPort {
    * The translation of one page, numbers only: output page or -1. Nothing is recorded or
    * reported on a failure (a probe); a successful walk fills the TLB.
    */
+  /** DmaPort.dmaBuffered: the equivalent request through dma() (no WebAssembly path on this unit yet). */
+  dmaBuffered(sid: number, pasid: number, iova: number, len: number, write: boolean, buf: DeviceBuffer): DmaResult {
+    return this.dma(bufferedRequest(sid, pasid, iova, len, write, buf));
+  }
+
   translatePage(sid: number, pasid: number, vpn: number, write: boolean): number {
     const acc = write ? ACC_WRITE | ACC_USER : ACC_READ | ACC_USER;
     if (sid === this.mSid && pasid === this.mSsid) {

@@ -42,9 +42,11 @@
  * logging, reserved-bit checks in paging entries beyond a leaf at a level without leaves.
  */
 import { assert } from "../../errno.js";
+import type { DataMemory, DeviceBuffer } from "../../mm/data-memory.js";
 import { PhysMem, PAGE_SIZE } from "../../mm/phys.js";
-import { DONE, doneResult, iovaOffset, iovaPage, iovaRangeOk, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
-import { Iotlb, type IotlbOptions } from "../iotlb.js";
+import { DONE, bufferedRequest, doneResult, iovaOffset, iovaPage, iovaRangeOk, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
+import { DMA_RECORD_BYTES, makeDmaWasm, writeDmaRecord, type DmaWasmFn } from "../dma-wasm.js";
+import { Iotlb, iotlbPlacementBytes, type IotlbOptions } from "../iotlb.js";
 import { HwMemory } from "../memory.js";
 import { PageTableEngine } from "../pagetable/engine.js";
 import {
@@ -184,6 +186,10 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
   readonly iotlb: Iotlb;
   readonly stats: VtdUnitStats = { contextFills: 0, pasidFills: 0, walks: 0, faultsRecorded: 0, pageRequests: 0, descriptors: 0 };
 
+  /** dmaBuffered's WebAssembly path: the data memory, the record's byte address, the function (or null, none). */
+  private readonly dataMem: DataMemory | null;
+  private readonly dmaRec: number;
+  private readonly dmaFn: DmaWasmFn | null;
   /** Host address width in bits (MGAW + 1), and where pass-through outputs must stay. */
   private readonly haw: number;
   private readonly ctxCache = new Map<number, CtxInfo>();
@@ -216,7 +222,24 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
     );
     this.mem = memory instanceof HwMemory ? memory : new HwMemory(memory);
     assert(this.ecap.smts === 1, "the VT-d unit model is a scalable-mode unit (ECAP.SMTS)");
-    this.iotlb = new Iotlb(opts.iotlb ?? { capacity: 1024, policy: "reset" });
+    // The IOTLB's lookup arrays in the data memory, with the record dma-wasm.wat reads before
+    // them, where there is room: dmaBuffered then does its common case in WebAssembly.
+    const iopts = opts.iotlb ?? { capacity: 1024, policy: "reset" };
+    const dm = this.mem.phys.dataMemory();
+    const rec = dm === null ? -1 : dm.allocRecords(DMA_RECORD_BYTES + iotlbPlacementBytes(iopts.capacity ?? 1024));
+    this.iotlb = new Iotlb(dm === null || rec < 0 ? iopts : { ...iopts, place: { buffer: dm.buffer, at: rec + DMA_RECORD_BYTES } });
+    const placed = this.iotlb.placed;
+    const fn = dm === null || placed === null ? null : dm.wasm(makeDmaWasm);
+    if (dm !== null && placed !== null && fn !== null) {
+      writeDmaRecord(dm, rec, placed);
+      this.dataMem = dm;
+      this.dmaRec = rec;
+      this.dmaFn = fn;
+    } else {
+      this.dataMem = null;
+      this.dmaRec = -1;
+      this.dmaFn = null;
+    }
     this.ctxCap = opts.contextCacheCapacity ?? Infinity;
     this.pasidCap = opts.pasidCacheCapacity ?? Infinity;
     this.haw = this.cap.mgaw + 1;
@@ -597,6 +620,25 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
       }
     }
     return this.dmaAny(req);
+  }
+
+  /**
+   * DmaPort.dmaBuffered. With a buffer in the data memory and the usual request (user level, one
+   * page, translation on, contents not routed elsewhere), dma-wasm.wat does the lookup and the
+   * copy; anything it declines (a miss, missing permissions, a frame without contents in a slab)
+   * and any other request goes to dma() as the equivalent request.
+   */
+  dmaBuffered(sid: number, pasid: number, iova: number, len: number, write: boolean, buf: DeviceBuffer): DmaResult {
+    const fn = this.dmaFn;
+    if (fn !== null && buf.memory === this.dataMem && this.te && this.mem.phys.contents === null) {
+      const vpn = Math.floor(iova / 4096);
+      const off = iova - vpn * 4096;
+      // (the checks dma()'s short path makes, and the piece inside the buffer)
+      if ((off | 0) === off && len > 0 && (len | 0) === len && off + len <= 4096 && len <= buf.bytes.length && vpn >= 0 && iova <= 9007199254740991 && (sid & 0xffff) === sid && (pasid | 0) === pasid && (pasid + 1) >>> 20 === 0) {
+        if (fn(this.dmaRec, sid, pasid, vpn, off, len, buf.addr, write ? 1 : 0) >= 0) return DONE[len] ?? doneResult(len);
+      }
+    }
+    return this.dma(bufferedRequest(sid, pasid, iova, len, write, buf));
   }
 
   /**
