@@ -43,6 +43,8 @@ export const DATA_SLOTS = DATA_SLABS * 512;
 /** A device model's buffer (PhysMem.dmaBuffer): its bytes, and where they are. */
 export interface DeviceBuffer {
   readonly bytes: Uint8Array;
+  /** bytes.length. */
+  readonly length: number;
   /** The data memory holding them, or null (an ordinary array). */
   readonly memory: DataMemory | null;
   /** Byte offset of bytes[0] in that memory (-1 without one). */
@@ -95,7 +97,7 @@ export class DataMemory {
     const at = Math.ceil(this.buffers / 64) * 64;
     if (at + length > DATA_AT) return null;
     this.buffers = at + length;
-    return { bytes: new Uint8Array(this.buffer, at, length), memory: this, addr: at };
+    return { bytes: new Uint8Array(this.buffer, at, length), length, memory: this, addr: at };
   }
 
   /** What hardware code keeps for this memory (its WebAssembly instance): made once by `make`. */

@@ -473,7 +473,7 @@ export class PhysMem {
    */
   dmaBuffer(length: number): DeviceBuffer {
     if (!(Number.isSafeInteger(length) && length > 0)) assert(false, `dmaBuffer: bad length ${length}`);
-    return this.dataMemory()?.allocBuffer(length) ?? { bytes: new Uint8Array(length), memory: null, addr: -1 };
+    return this.dataMemory()?.allocBuffer(length) ?? { bytes: new Uint8Array(length), length, memory: null, addr: -1 };
   }
 
   /** Give frame pfn's slab slot back, if it has one (its contents are being dropped or moved). */

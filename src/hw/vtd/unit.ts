@@ -186,6 +186,8 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
   readonly iotlb: Iotlb;
   readonly stats: VtdUnitStats = { contextFills: 0, pasidFills: 0, walks: 0, faultsRecorded: 0, pageRequests: 0, descriptors: 0 };
 
+  /** this.mem.phys (a load less on dmaBuffered's path). */
+  private readonly phys: PhysMem;
   /** dmaBuffered's WebAssembly path: the data memory, the record's byte address, the function (or null, none). */
   private readonly dataMem: DataMemory | null;
   private readonly dmaRec: number;
@@ -221,6 +223,7 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
       "VT-d",
     );
     this.mem = memory instanceof HwMemory ? memory : new HwMemory(memory);
+    this.phys = this.mem.phys;
     assert(this.ecap.smts === 1, "the VT-d unit model is a scalable-mode unit (ECAP.SMTS)");
     // The IOTLB's lookup arrays in the data memory, with the record dma-wasm.wat reads before
     // them, where there is room: dmaBuffered then does its common case in WebAssembly.
@@ -630,11 +633,11 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
    */
   dmaBuffered(sid: number, pasid: number, iova: number, len: number, write: boolean, buf: DeviceBuffer): DmaResult {
     const fn = this.dmaFn;
-    if (fn !== null && buf.memory === this.dataMem && this.te && this.mem.phys.contents === null) {
+    if (fn !== null && buf.memory === this.dataMem && this.te && this.phys.contents === null) {
       const vpn = Math.floor(iova / 4096);
       const off = iova - vpn * 4096;
       // (the checks dma()'s short path makes, and the piece inside the buffer)
-      if ((off | 0) === off && len > 0 && (len | 0) === len && off + len <= 4096 && len <= buf.bytes.length && vpn >= 0 && iova <= 9007199254740991 && (sid & 0xffff) === sid && (pasid | 0) === pasid && (pasid + 1) >>> 20 === 0) {
+      if ((off | 0) === off && len > 0 && (len | 0) === len && off + len <= 4096 && len <= buf.length && vpn >= 0 && iova <= 9007199254740991 && (sid & 0xffff) === sid && (pasid | 0) === pasid && (pasid + 1) >>> 20 === 0) {
         if (fn(this.dmaRec, sid, pasid, vpn, off, len, buf.addr, write ? 1 : 0) >= 0) return DONE[len] ?? doneResult(len);
       }
     }
