@@ -12,7 +12,7 @@ import type { IotlbPlacement } from "./iotlb.js";
 /** dma(rec, k1, k2, vpn, off, len, buf, write): len, or -1 (see dma-wasm.wat). */
 export type DmaWasmFn = (rec: number, k1: number, k2: number, vpn: number, off: number, len: number, buf: number, write: number) => number;
 
-/** Bytes of a unit's record (dma-wasm.wat reads 9 words). */
+/** Bytes of a unit's record (dma-wasm.wat reads 10 words). */
 export const DMA_RECORD_BYTES = 40;
 
 let compiled: WebAssembly.Module | null | undefined;
@@ -38,5 +38,5 @@ export function makeDmaWasm(m: DataMemory): DmaWasmFn | null {
 /** Write the record dma-wasm.wat reads for an IOTLB placed at p, at byte `at` of m. */
 export function writeDmaRecord(m: DataMemory, at: number, p: IotlbPlacement): void {
   const w = new Int32Array(m.buffer, at, DMA_RECORD_BYTES / 4);
-  w.set([p.slotMask, p.used, p.k1, p.k2, p.vpn, p.size, p.ppn, p.perms, p.hits]);
+  w.set([p.slotMask, p.used, p.k1, p.k2, p.vpn, p.size, p.ppn, p.perms, p.hits, p.hint]);
 }

@@ -36,7 +36,9 @@ export interface IotlbOptions {
  * Byte offsets of a placed IOTLB's lookup arrays in the buffer (IotlbOptions.place), for code
  * that looks up there: entry j's used flag at used + j (u8), k1 at k1 + 4j (i32), k2 at k2 + 4j,
  * vpn at vpn + 8j (f64), size class at size + j (u8), ppn at ppn + 8j (f64), perms at perms + j
- * (u8); hits (f64) counts the lookups made there that hit (the IOTLB's stats add them).
+ * (u8); hits (f64) counts the lookups made there that hit (the IOTLB's stats add them). hint
+ * (i32 per entry) is that code's own: the IOTLB neither reads nor keeps it (a hint must be
+ * checked before use: an entry's slot may hold another translation since).
  */
 export interface IotlbPlacement {
   readonly slotMask: number;
@@ -48,6 +50,7 @@ export interface IotlbPlacement {
   readonly ppn: number;
   readonly perms: number;
   readonly hits: number;
+  readonly hint: number;
 }
 
 /** Slots of an IOTLB of `capacity` entries (a power of two, at least twice the capacity). */
@@ -63,16 +66,17 @@ function placementAt(at: number, slots: number): IotlbPlacement {
   const ppn = vpn + 8 * slots;
   const k1 = ppn + 8 * slots;
   const k2 = k1 + 4 * slots;
-  const used = k2 + 4 * slots;
+  const hint = k2 + 4 * slots;
+  const used = hint + 4 * slots;
   const size = used + slots;
   const perms = size + slots;
-  return { slotMask: slots - 1, hits: at, vpn, ppn, k1, k2, used, size, perms };
+  return { slotMask: slots - 1, hits: at, vpn, ppn, k1, k2, hint, used, size, perms };
 }
 
 /** Bytes IotlbOptions.place must offer for an IOTLB of `capacity` entries. */
 export function iotlbPlacementBytes(capacity: number): number {
   const slots = slotsFor(capacity);
-  return 8 + slots * (8 + 8 + 4 + 4 + 1 + 1 + 1);
+  return 8 + slots * (8 + 8 + 4 + 4 + 4 + 1 + 1 + 1);
 }
 
 /** What an invalidation matches; an absent field matches everything. */

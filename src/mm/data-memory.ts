@@ -15,7 +15,10 @@
  *
  * Layout (byte offsets):
  *   [0, SLOT_TABLE_BYTES)                slot table: Int32 per pfn index (pfn - FIRST_PFN)
- *   [RECORDS_AT, RECORDS_AT + 1 MiB)     IOTLB lookup arrays and unit records (bump allocated)
+ *   [SLOT_OWNER_AT, + DATA_SLOTS * 4)    slot owners: Int32 per frame slot, the pfn whose contents it
+ *                                        holds (0: none); a unit's DMA checks a slot it remembered
+ *                                        against it instead of reading the slot table
+ *   [.., RECORDS_AT + 1 MiB)             IOTLB lookup arrays and unit records (bump allocated)
  *   [BUFFERS_AT, BUFFERS_AT + 2 MiB)     device buffers (bump allocated)
  *   [DATA_AT, MEMORY_BYTES)              frame slots: slot s at DATA_AT + s * 4096
  */
@@ -34,6 +37,7 @@ export const MEMORY_BYTES = 64 * MiB;
 export const SLOT_TABLE_ENTRIES = 1 << 18;
 export const SLOT_TABLE_BYTES = SLOT_TABLE_ENTRIES * 4;
 export const RECORDS_AT = 1 * MiB;
+export const SLOT_OWNER_AT = RECORDS_AT;
 export const BUFFERS_AT = 2 * MiB;
 export const DATA_AT = 4 * MiB;
 /** Slabs (2 MiB each) in the memory; slots below DATA_SLOTS are here. */
@@ -56,7 +60,9 @@ export class DataMemory {
   readonly memory: PlainWasmMemory;
   /** The slot table (SLOT_TABLE_ENTRIES entries). */
   readonly slotTable: Int32Array;
-  private records = RECORDS_AT;
+  /** The slot owners (DATA_SLOTS entries). */
+  readonly slotOwner: Int32Array;
+  private records = SLOT_OWNER_AT + DATA_SLOTS * 4;
   private buffers = BUFFERS_AT;
   private kept: unknown = null;
 
@@ -64,6 +70,7 @@ export class DataMemory {
     this.memory = memory;
     this.buffer = memory.buffer;
     this.slotTable = new Int32Array(this.buffer, 0, SLOT_TABLE_ENTRIES);
+    this.slotOwner = new Int32Array(this.buffer, SLOT_OWNER_AT, DATA_SLOTS);
   }
 
   /** A new memory, or null where none can be had (no WebAssembly, no address space). */

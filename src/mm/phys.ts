@@ -15,7 +15,7 @@
  */
 import { assert } from "../errno.js";
 import { ExtentMap, type PfnRuns } from "../util/extent-map.js";
-import { DataMemory, type DeviceBuffer } from "./data-memory.js";
+import { DATA_SLOTS, DataMemory, type DeviceBuffer } from "./data-memory.js";
 import { FrameSlabs, SLAB_SHIFT, SLAB_SLOTS } from "./frame-slabs.js";
 
 /** See PhysMem.contents: bytes [off, off+len) of one frame, or null / false to use the model's copy. */
@@ -265,6 +265,8 @@ export class PhysMem {
   private slotTab: Int32Array = new Int32Array(0);
   /** See DataMemory: undefined until first wanted, null when none could be made. */
   private dataMem: DataMemory | null | undefined = undefined;
+  /** Whether the slabs and the slot table are the data memory's (it came before the first slab). */
+  private slabsInData = false;
   /** Where useArena's frames keep their contents (see FrameArena); the hardware walkers read it. */
   readonly arena = new FrameArena();
   /** Called when a whole huge page of `frames` frames is freed (hugetlb pool bookkeeping). */
@@ -437,6 +439,7 @@ export class PhysMem {
       if (i < this.slotTab.length) {
         const s = this.slabs.take();
         this.slotTab[i] = s;
+        if (this.slabsInData && s < DATA_SLOTS) (dm as DataMemory).slotOwner[s] = pfn;
         const f = this.slabs.bytesOf(s);
         this.setData(pfn, f);
         return f;
@@ -461,6 +464,7 @@ export class PhysMem {
       if (this.slabs.slots === 0 && this.slabs.bytes === 0) {
         this.slabs.useDataMemory(m);
         this.slotTab = m.slotTable;
+        this.slabsInData = true;
       }
     }
     return m;
@@ -480,7 +484,9 @@ export class PhysMem {
   private freeSlot(pfn: number): void {
     const i = pfn - FIRST_PFN;
     if (i >= 0 && i < this.slotTab.length && this.slotTab[i] !== 0) {
-      this.slabs.give(this.slotTab[i]);
+      const s = this.slotTab[i];
+      if (this.slabsInData && s < DATA_SLOTS) (this.dataMem as DataMemory).slotOwner[s] = 0;
+      this.slabs.give(s);
       this.slotTab[i] = 0;
     }
   }

@@ -184,3 +184,31 @@ test("the DMA module's bytes are dma-wasm.wat assembled (npm run gen-wasm)", asy
   const mod = new WebAssembly.Module(Buffer.from(DMA_WASM_BASE64, "base64"));
   assert.deepEqual(WebAssembly.Module.exports(mod).map((e) => e.name), ["dma"]);
 });
+
+test("a stale IOTLB entry to a freed frame whose slab slot another frame took: dmaBuffered writes what dma() writes, never into the other frame", () => {
+  const run = (buffered: boolean) => {
+    const s = side();
+    const phys = s.unit.mem.phys;
+    phys.ref(s.data, 8);
+    const buf = phys.dmaBuffer(PAGE);
+    buf.bytes.fill(0x77);
+    const iova = (BASE + 2) * PAGE;
+    const dma = (fill: number): DmaResult => {
+      buf.bytes.fill(fill);
+      return buffered ? s.unit.dmaBuffered(SID, -1, iova, 64, true, buf) : s.unit.dma({ sid: SID, pasid: -1, iova, length: 64, write: true, data: new Uint8Array(64).fill(fill) });
+    };
+    dma(1);
+    dma(2); // (buffered: through WebAssembly, which remembers the frame's slot)
+    // the page is unmapped and its frame freed without an IOTLB invalidation; a new frame is written
+    s.ss.unmap(BASE + 2, 1);
+    phys.unref(s.data + 2, 1);
+    const g = phys.allocRun(1);
+    phys.write(g * PAGE, new Uint8Array(PAGE).fill(0x99));
+    const r = dma(3);
+    return { r, g: phys.read(g * PAGE, PAGE), old: phys.read((s.data + 2) * PAGE, 128), hits: s.unit.iotlb.stats };
+  };
+  const a = run(true);
+  const b = run(false);
+  assert.deepEqual(a.g, new Uint8Array(PAGE).fill(0x99), "the new frame is untouched");
+  assert.deepEqual(a, b);
+});
