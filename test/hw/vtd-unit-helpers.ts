@@ -1,4 +1,5 @@
 /** Shared setup for the VT-d unit tests: raw memory writes, hand-built tables, small DMA helpers. */
+import assert from "node:assert/strict";
 import { PhysMem } from "../../src/mm/phys.js";
 import type { DmaResult } from "../../src/hw/dma.js";
 import { VtdRig, VtdUnit, VtdReg, type VtdUnitOptions, type RigOptions } from "../../src/hw/vtd/unit.js";
@@ -49,4 +50,16 @@ export function clearFaultRecord(unit: VtdUnit, i: number): void {
 
 export function fsts(unit: VtdUnit): number {
   return unit.read32(VtdReg.FSTS);
+}
+
+/**
+ * Two units that got the same operations agree on what software and devices can see: the bytes
+ * of `frames` frames from data / dataB, FSTS, every fault record, and the IOTLB's counts.
+ */
+export function assertSameUnitState(a: VtdUnit, dataA: number, b: VtdUnit, dataB: number, frames: number): void {
+  const bytes = frames * PAGE;
+  assert.deepEqual(a.mem.read(dataA * PAGE, bytes), b.mem.read(dataB * PAGE, bytes), "memory");
+  assert.equal(fsts(a), fsts(b), "FSTS");
+  for (let i = 0; i < a.cap.nfr; i++) assert.deepEqual(faultRecord(a, i), faultRecord(b, i), `fault record ${i}`);
+  assert.deepEqual(a.iotlb.stats, b.iotlb.stats, "IOTLB counts");
 }
