@@ -30,8 +30,9 @@
  */
 import { assert } from "../../errno.js";
 import { DONE, bufferedRequest, doneResult, iovaOffset, iovaPage, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
-import { Iotlb, type IotlbOptions } from "../iotlb.js";
-import type { DeviceBuffer } from "../../mm/data-memory.js";
+import { makeDmaIotlb, type DmaWasmFn } from "../dma-wasm.js";
+import type { Iotlb, IotlbOptions } from "../iotlb.js";
+import type { DataMemory, DeviceBuffer } from "../../mm/data-memory.js";
 import type { HwMemory } from "../memory.js";
 import { Push, SmmuRegisterFile } from "./regfile.js";
 import { PageTableEngine } from "../pagetable/engine.js";
@@ -172,6 +173,10 @@ function bit(v: boolean): number {
 export class SmmuUnit extends SmmuRegisterFile implements DmaPort {
   readonly mem: HwMemory;
   readonly tlb: Iotlb;
+  /** dmaBuffered's WebAssembly path: the data memory, the record's byte address, the function (or null, none). */
+  private readonly dataMem: DataMemory | null;
+  private readonly dmaRec: number;
+  private readonly dmaFn: DmaWasmFn | null;
   readonly stats: SmmuUnitStats = { steFetches: 0, cdFetches: 0, walks: 0, commands: 0, events: 0, eventsLost: 0, stalls: 0, pageRequests: 0 };
   /** CMD_SYNC with CS = SEV: the events signalled (a WFE waiter would wake). */
   sevCount = 0;
@@ -222,7 +227,13 @@ export class SmmuUnit extends SmmuRegisterFile implements DmaPort {
   constructor(mem: HwMemory, opts: SmmuUnitOptions = {}) {
     super({ ...defaultIdRegs(), ...opts.idRegs });
     this.mem = mem;
-    this.tlb = new Iotlb({ capacity: opts.tlb?.capacity ?? 256, policy: opts.tlb?.policy ?? "reset" });
+    // The TLB's lookup arrays in the data memory where there is room: dmaBuffered then does its
+    // common case in WebAssembly (dma-wasm.wat, with the route memo's ASID / VMID as the key).
+    const d = makeDmaIotlb(mem.phys, { capacity: opts.tlb?.capacity ?? 256, policy: opts.tlb?.policy ?? "reset" });
+    this.tlb = d.iotlb;
+    this.dataMem = d.dataMem;
+    this.dmaRec = d.rec;
+    this.dmaFn = d.fn;
   }
 
   // =================================================================================================
@@ -325,8 +336,22 @@ export class SmmuUnit extends SmmuRegisterFile implements DmaPort {
    * The translation of one page, numbers only: output page or -1. Nothing is recorded or
    * reported on a failure (a probe); a successful walk fills the TLB.
    */
-  /** DmaPort.dmaBuffered: the equivalent request through dma() (no WebAssembly path on this unit yet). */
+  /**
+   * DmaPort.dmaBuffered. With a buffer in the data memory and dma()'s usual request (user level,
+   * one page, on the stream last resolved, translating), dma-wasm.wat does the TLB lookup under
+   * the route's (ASID, VMID) and the copy; anything it declines, and any other request, goes to
+   * dma() as the equivalent request.
+   */
   dmaBuffered(sid: number, pasid: number, iova: number, len: number, write: boolean, buf: DeviceBuffer): DmaResult {
+    const fn = this.dmaFn;
+    const mode = this.mMode;
+    if (fn !== null && buf.memory === this.dataMem && sid === this.mSid && pasid === this.mSsid && (mode === MODE_S1 || mode === MODE_S2) && this.mem.phys.contents === null) {
+      const vpn = Math.floor(iova / 4096);
+      const off = iova - vpn * 4096;
+      if ((off | 0) === off && len > 0 && (len | 0) === len && off + len <= 4096 && len <= buf.length && vpn >= 0 && iova <= 9007199254740991) {
+        if (fn(this.dmaRec, this.mK1, this.mK2, vpn, off, len, buf.addr, write ? 1 : 0) >= 0) return DONE[len] ?? doneResult(len);
+      }
+    }
     return this.dma(bufferedRequest(sid, pasid, iova, len, write, buf));
   }
 

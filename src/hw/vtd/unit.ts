@@ -45,8 +45,8 @@ import { assert } from "../../errno.js";
 import type { DataMemory, DeviceBuffer } from "../../mm/data-memory.js";
 import { PhysMem, PAGE_SIZE } from "../../mm/phys.js";
 import { DONE, bufferedRequest, doneResult, iovaOffset, iovaPage, iovaRangeOk, type DmaFault, type DmaFaultKind, type DmaPort, type DmaRequest, type DmaResult } from "../dma.js";
-import { DMA_RECORD_BYTES, makeDmaWasm, writeDmaRecord, type DmaWasmFn } from "../dma-wasm.js";
-import { Iotlb, iotlbPlacementBytes, type IotlbOptions } from "../iotlb.js";
+import { makeDmaIotlb, type DmaWasmFn } from "../dma-wasm.js";
+import type { Iotlb, IotlbOptions } from "../iotlb.js";
 import { HwMemory } from "../memory.js";
 import { PageTableEngine } from "../pagetable/engine.js";
 import {
@@ -225,24 +225,13 @@ export class VtdUnit extends VtdRegisterFile implements DmaPort {
     this.mem = memory instanceof HwMemory ? memory : new HwMemory(memory);
     this.phys = this.mem.phys;
     assert(this.ecap.smts === 1, "the VT-d unit model is a scalable-mode unit (ECAP.SMTS)");
-    // The IOTLB's lookup arrays in the data memory, with the record dma-wasm.wat reads before
-    // them, where there is room: dmaBuffered then does its common case in WebAssembly.
-    const iopts = opts.iotlb ?? { capacity: 1024, policy: "reset" };
-    const dm = this.mem.phys.dataMemory();
-    const rec = dm === null ? -1 : dm.allocRecords(DMA_RECORD_BYTES + iotlbPlacementBytes(iopts.capacity ?? 1024));
-    this.iotlb = new Iotlb(dm === null || rec < 0 ? iopts : { ...iopts, place: { buffer: dm.buffer, at: rec + DMA_RECORD_BYTES } });
-    const placed = this.iotlb.placed;
-    const fn = dm === null || placed === null ? null : dm.wasm(makeDmaWasm);
-    if (dm !== null && placed !== null && fn !== null) {
-      writeDmaRecord(dm, rec, placed);
-      this.dataMem = dm;
-      this.dmaRec = rec;
-      this.dmaFn = fn;
-    } else {
-      this.dataMem = null;
-      this.dmaRec = -1;
-      this.dmaFn = null;
-    }
+    // The IOTLB's lookup arrays in the data memory where there is room: dmaBuffered then does its
+    // common case in WebAssembly.
+    const d = makeDmaIotlb(this.phys, opts.iotlb ?? { capacity: 1024, policy: "reset" });
+    this.iotlb = d.iotlb;
+    this.dataMem = d.dataMem;
+    this.dmaRec = d.rec;
+    this.dmaFn = d.fn;
     this.ctxCap = opts.contextCacheCapacity ?? Infinity;
     this.pasidCap = opts.pasidCacheCapacity ?? Infinity;
     this.haw = this.cap.mgaw + 1;
