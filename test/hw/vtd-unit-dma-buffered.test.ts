@@ -10,41 +10,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { PhysMem } from "../../src/mm/phys.js";
-import { PageTableEngine } from "../../src/hw/pagetable/engine.js";
-import { PT_READ, PT_USER, PT_WRITE, vtdFirstStage, vtdSecondStage } from "../../src/hw/pagetable/format.js";
-import { Pgtt } from "../../src/hw/vtd/tables.js";
-import { VtdRig, VtdUnit } from "../../src/hw/vtd/unit.js";
 import { DMA_WASM_BASE64 } from "../../src/hw/dma-wasm-bytes.js";
 import type { DmaResult } from "../../src/hw/dma.js";
-import { PAGE, assertSameUnitState } from "./vtd-unit-helpers.js";
+import { DMA_BASE as BASE, DMA_FS_PASID as FS_PASID, DMA_SID as SID, PAGE, assertSameUnitState, dmaSide, type DmaSide as Side } from "./vtd-unit-helpers.js";
 
-const SID = 0x0310;
-const BASE = 0x40; // input pages BASE .. BASE+7 mapped (the last two read-only), BASE+8 a hole
-const FS_PASID = 5;
-
-interface Side {
-  unit: VtdUnit;
-  ss: PageTableEngine;
-  data: number;
-}
-
-function side(): Side {
-  const unit = new VtdUnit(new PhysMem());
-  const rig = new VtdRig(unit);
-  const ss = new PageTableEngine(unit.mem, vtdSecondStage({ addressWidth: 48 }));
-  rig.setContext(SID);
-  rig.setPasid(SID, 0, { pgtt: Pgtt.SECOND_STAGE, aw: 2, did: 3, ssptptr: ss.root * PAGE, ssade: 0 });
-  const data = unit.mem.phys.allocRun(8);
-  ss.map(BASE, data, 6, PT_READ | PT_WRITE);
-  ss.map(BASE + 6, data + 6, 2, PT_READ);
-  const fsEng = new PageTableEngine(unit.mem, vtdFirstStage());
-  rig.setPasid(SID, FS_PASID, { pgtt: Pgtt.FIRST_STAGE, did: 4, fsptptr: fsEng.root * PAGE });
-  fsEng.map(BASE, data, 6, PT_READ | PT_WRITE | PT_USER);
-  fsEng.map(BASE + 6, data + 6, 2, PT_READ | PT_USER);
-  // every frame but one has contents (the read-only ones too: a write there must fault, not land)
-  for (let k = 0; k < 8; k++) if (k !== 3) unit.mem.phys.write((data + k) * PAGE, new Uint8Array(PAGE).fill(0x10 + k));
-  return { unit, ss, data };
-}
+/** Both sides: every frame but one written (the read-only ones too: a write there must fault, not land). */
+const side = (): Side => dmaSide(true);
 
 type Op =
   | { op: "dma"; page: number; off: number; len: number; write: boolean; sid: number; pasid: number; fill: number }
@@ -108,8 +79,8 @@ test("dmaBuffered gives dma()'s result for the equivalent request: results, byte
           [
             { op: "dma", page: BASE + 6, off: 0, len: 8, write: false, sid: SID, pasid: -1, fill: 1 },
             { op: "dma", page: BASE + 6, off: 0, len: 8, write: true, sid: SID, pasid: -1, fill: 2 },
-            { op: "dma", page: BASE + 7, off: 8, len: 8, write: false, sid: SID, pasid: FS_PASID, fill: 3 },
-            { op: "dma", page: BASE + 7, off: 8, len: 8, write: true, sid: SID, pasid: FS_PASID, fill: 4 },
+            { op: "dma", page: BASE + 5, off: 8, len: 8, write: false, sid: SID, pasid: FS_PASID, fill: 3 },
+            { op: "dma", page: BASE + 5, off: 8, len: 8, write: true, sid: SID, pasid: FS_PASID, fill: 4 },
           ],
         ],
       ],

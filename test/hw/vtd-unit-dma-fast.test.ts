@@ -8,43 +8,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { PhysMem } from "../../src/mm/phys.js";
-import { PageTableEngine } from "../../src/hw/pagetable/engine.js";
-import { PT_READ, PT_USER, PT_WRITE, vtdFirstStage, vtdSecondStage } from "../../src/hw/pagetable/format.js";
-import { Pgtt } from "../../src/hw/vtd/tables.js";
-import { DEFAULT_ECAP, VtdRig, VtdUnit } from "../../src/hw/vtd/unit.js";
-import { PAGE, assertSameUnitState } from "./vtd-unit-helpers.js";
+import { DMA_BASE as BASE, DMA_FS_PASID as FS_PASID, DMA_SID as SID, PAGE, assertSameUnitState, dmaSide as side } from "./vtd-unit-helpers.js";
 import { dmaReqs, runDmaReq } from "./dma-diff.js";
-
-const SID = 0x0310;
-const BASE = 0x40; // the domains map input pages BASE .. BASE+7 (some read-only), page BASE+8 is a hole
-const FS_PASID = 5; // a first-stage domain, whose last two pages are supervisor-only
-
-interface Side {
-  unit: VtdUnit;
-  data: number;
-}
-
-/**
- * A unit with a second-stage domain at PASID 0 (requests without PASID) and a first-stage one at
- * FS_PASID, each over 8 pages of the same memory.
- */
-function side(): Side {
-  const unit = new VtdUnit(new PhysMem(), { ecap: { ...DEFAULT_ECAP, srs: 1 } }); // supervisor requests
-  const rig = new VtdRig(unit);
-  const ss = new PageTableEngine(unit.mem, vtdSecondStage({ addressWidth: 48 }));
-  rig.setContext(SID);
-  rig.setPasid(SID, 0, { pgtt: Pgtt.SECOND_STAGE, aw: 2, did: 3, ssptptr: ss.root * PAGE, ssade: 0 });
-  const data = unit.mem.phys.allocRun(8);
-  ss.map(BASE, data, 6, PT_READ | PT_WRITE);
-  ss.map(BASE + 6, data + 6, 2, PT_READ);
-  const fs = new PageTableEngine(unit.mem, vtdFirstStage());
-  rig.setPasid(SID, FS_PASID, { pgtt: Pgtt.FIRST_STAGE, did: 4, fsptptr: fs.root * PAGE, sre: 1 });
-  fs.map(BASE, data, 4, PT_READ | PT_WRITE | PT_USER);
-  fs.map(BASE + 4, data + 4, 2, PT_READ | PT_USER);
-  fs.map(BASE + 6, data + 6, 2, PT_READ | PT_WRITE);
-  return { unit, data };
-}
 
 const req = dmaReqs(BASE - 1, BASE + 9, [SID, SID, SID, 0x0311], [-1, -1, -1, FS_PASID, FS_PASID, 0, 7]);
 
